@@ -1,0 +1,1 @@
+//! Real assets fetched from package registries.

@@ -1,0 +1,14 @@
+//! Model file formats: GGUF input checkpoints (read, dequantize, write for fixtures), safetensors tensors and
+//! Hugging Face model folders (config.json, sharded safetensors, tokenizer files).
+//!
+//! Depends on no other crate of the workspace. Every length and count read from a file is checked against the
+//! file's size before anything is allocated; file contents never cause a panic.
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod atomic;
+pub mod error;
+pub mod gguf;
+pub mod hf;
+
+pub use error::{FormatError, Result};
