@@ -1,1 +1,13 @@
-//! vptq-kernels
+//! CPU kernels for the decoder: dense matmul/GEMV over f32, f16 and bf16 weights, RMSNorm, RoPE in both
+//! layouts, softmax, SwiGLU. Kernels see slices and shapes only, never models or configs.
+//!
+//! Every fast path sits beside a scalar reference (`*_ref`, in [`reference`]) and is tested against it.
+//! Shapes: weights are `[out_features, in_features]` row-major; activations are `[n_tokens, features]`.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod dense;
+pub mod ops;
+pub mod reference;
+mod simd;
+
+pub use dense::{matmul, DenseWeight, WeightView};

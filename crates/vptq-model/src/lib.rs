@@ -1,1 +1,30 @@
-//! vptq-model
+//! One LLaMA-family decoder (LLaMA 2/3, Mistral, Qwen2, SmolLM) whose projections are a swappable [`Linear`],
+//! its configuration (raw file values → validated [`LlamaConfig`]), loading from GGUF files and Hugging Face
+//! folders, export to a Hugging Face folder, KV cache, sampling and generation.
+//!
+//! Depends on `vptq-format` (files), `vptq-kernels` (math) and `vptq-tokenizer`. The model never knows how a
+//! weight was stored or quantized: it only calls [`Linear::forward`].
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod attention;
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod generate;
+pub mod kv_cache;
+pub mod linear;
+pub mod llama;
+pub mod load;
+pub mod sampling;
+pub mod source;
+
+pub use config::{Architecture, LlamaConfig, RopeScaling};
+pub use error::{ModelError, Result};
+pub use generate::{generate, GenerateOptions, Generation, Session, StopReason};
+pub use kv_cache::KvCache;
+pub use linear::{DenseLinear, Linear};
+pub use llama::{Block, Llama, LogitsMode};
+pub use load::{load_model, LoadOptions, LoadedModel, WeightDtype};
+pub use sampling::{Sampler, SamplingParams};
+pub use source::{resolve_model, ModelSource};
+pub use vptq_tokenizer::Tokenizer;

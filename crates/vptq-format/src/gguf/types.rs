@@ -2,6 +2,15 @@
 
 use std::path::PathBuf;
 
+/// The four bytes every GGUF file starts with.
+pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
+
+/// Alignment of the data section and of each tensor's data when `general.alignment` is absent.
+pub const DEFAULT_ALIGNMENT: usize = 32;
+
+/// Metadata key that overrides [`DEFAULT_ALIGNMENT`].
+pub const ALIGNMENT_KEY: &str = "general.alignment";
+
 /// ggml tensor element types, with their on-disk numeric ids.
 #[allow(non_camel_case_types, missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,6 +33,14 @@ pub enum GgmlType {
 }
 
 impl GgmlType {
+    /// Every type this crate knows, in id order.
+    pub const ALL: [GgmlType; 15] = {
+        use GgmlType::*;
+        [
+            F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, BF16,
+        ]
+    };
+
     /// The type for an on-disk id, if this crate knows it.
     pub fn from_id(id: u32) -> Option<Self> {
         use GgmlType::*;
@@ -98,6 +115,20 @@ impl GgmlType {
             Q6_K => 210,
             Q8_K => 292,
         }
+    }
+
+    /// Bytes taken by `n_elements` values of this type, or `None` when `n_elements` is not a whole number of
+    /// blocks or the size overflows `usize`.
+    pub fn n_bytes(self, n_elements: usize) -> Option<usize> {
+        if !n_elements.is_multiple_of(self.block_len()) {
+            return None;
+        }
+        (n_elements / self.block_len()).checked_mul(self.block_bytes())
+    }
+
+    /// Whether values are stored in blocks with shared scales (everything but F32, F16 and BF16).
+    pub fn is_quantized(self) -> bool {
+        self.block_len() > 1
     }
 
     /// Human-readable name as llama.cpp prints it.
@@ -184,7 +215,10 @@ impl MetaValue {
         match *self {
             MetaValue::F32(v) => Some(v as f64),
             MetaValue::F64(v) => Some(v),
-            _ => self.as_i64().map(|v| v as f64),
+            _ => self
+                .as_i64()
+                .map(|v| v as f64)
+                .or_else(|| self.as_u64().map(|v| v as f64)),
         }
     }
 
@@ -212,7 +246,26 @@ impl MetaValue {
         }
     }
 
-    /// A short type name for messages ("u32", "string", "array[string]", …).
+    /// The on-disk value type id (0..=12) of the GGUF specification.
+    pub fn type_id(&self) -> u32 {
+        match self {
+            MetaValue::U8(_) => 0,
+            MetaValue::I8(_) => 1,
+            MetaValue::U16(_) => 2,
+            MetaValue::I16(_) => 3,
+            MetaValue::U32(_) => 4,
+            MetaValue::I32(_) => 5,
+            MetaValue::F32(_) => 6,
+            MetaValue::Bool(_) => 7,
+            MetaValue::String(_) => 8,
+            MetaValue::Array(_) => 9,
+            MetaValue::U64(_) => 10,
+            MetaValue::I64(_) => 11,
+            MetaValue::F64(_) => 12,
+        }
+    }
+
+    /// A short type name for messages (`u32`, `string`, `array[string]`, …).
     pub fn type_name(&self) -> String {
         match self {
             MetaValue::U8(_) => "u8".into(),
@@ -261,13 +314,38 @@ impl TensorInfo {
     pub fn shape(&self) -> Vec<usize> {
         self.dims.iter().rev().copied().collect()
     }
+
+    /// Elements per row (`dims[0]`); always a whole number of blocks of the type in a validated file, so a
+    /// caller may dequantize row ranges independently (e.g. in parallel).
+    pub fn row_len(&self) -> usize {
+        self.dims.first().copied().unwrap_or(1)
+    }
+
+    /// Number of rows (product of all dims but the first).
+    pub fn n_rows(&self) -> usize {
+        self.dims.iter().skip(1).product()
+    }
+
+    /// Bytes per row.
+    pub fn row_n_bytes(&self) -> usize {
+        self.ggml_type.n_bytes(self.row_len()).unwrap_or(0)
+    }
 }
 
 /// Where the bytes of an opened GGUF file live.
-#[derive(Debug)]
 pub(crate) enum Backing {
     Mmap(memmap2::Mmap),
     Owned(Vec<u8>),
+}
+
+impl std::fmt::Debug for Backing {
+    // Only the kind and size: printing a model's bytes would bury everything else in a debug dump.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backing::Mmap(m) => write!(f, "Mmap({} bytes)", m.len()),
+            Backing::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+        }
+    }
 }
 
 impl Backing {
@@ -292,5 +370,35 @@ pub struct GgufFile {
     pub tensors: Vec<TensorInfo>,
     /// Absolute byte offset of the data section.
     pub data_offset: usize,
+    /// Alignment of the data section and of each tensor's offset (`general.alignment`, default 32).
+    pub alignment: usize,
     pub(crate) backing: Backing,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_ids_round_trip_and_sizes_are_consistent() {
+        for ty in GgmlType::ALL {
+            assert_eq!(GgmlType::from_id(ty.id()), Some(ty));
+            assert_eq!(ty.n_bytes(ty.block_len() * 3), Some(ty.block_bytes() * 3));
+            assert_eq!(ty.is_quantized(), ty.block_len() > 1);
+        }
+        assert_eq!(GgmlType::from_id(4), None);
+        assert_eq!(GgmlType::Q4_1.n_bytes(33), None);
+        assert_eq!(GgmlType::F32.n_bytes(usize::MAX), None);
+    }
+
+    #[test]
+    fn meta_value_conversions() {
+        assert_eq!(MetaValue::I8(-1).as_u64(), None);
+        assert_eq!(MetaValue::U64(u64::MAX).as_i64(), None);
+        assert_eq!(MetaValue::U64(u64::MAX).as_f64(), Some(u64::MAX as f64));
+        assert_eq!(MetaValue::Bool(true).as_f64(), None);
+        let nested = MetaValue::Array(vec![MetaValue::Array(vec![MetaValue::String("a".into())])]);
+        assert_eq!(nested.type_name(), "array[array[string]]");
+        assert_eq!(nested.type_id(), 9);
+    }
 }

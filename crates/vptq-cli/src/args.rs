@@ -1,0 +1,155 @@
+//! Arguments shared by several commands, and the run context derived from the environment.
+
+use anyhow::{Context as _, Result};
+use clap::Args as ClapArgs;
+use std::path::PathBuf;
+use vptq_model::{load_model, resolve_model, LoadOptions, LoadedModel, SamplingParams, WeightDtype};
+
+/// Options of every command.
+#[derive(ClapArgs, Debug)]
+pub struct GlobalArgs {
+    /// Worker threads (default: all cores)
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// No progress bars or status lines
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Log filter (error, warn, info, debug, trace, or a RUST_LOG-style directive)
+    #[arg(long, global = true, default_value = "warn")]
+    pub log_level: String,
+}
+
+/// What commands need from the environment, read once here (libraries never read env vars).
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Hide progress output.
+    pub quiet: bool,
+    /// Asset cache root (`$VPTQ_CACHE`, default `~/.cache/vptq`).
+    pub cache_dir: PathBuf,
+    /// Hugging Face hub cache root, for `org/name` model specs.
+    pub hf_cache: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    /// Installs logging and the thread pool.
+    pub fn init(&self) -> Result<()> {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .with_context(|| format!("invalid --log-level `{}`", self.log_level))?;
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        if let Some(t) = self.threads {
+            anyhow::ensure!(t >= 1 && t <= 1024, "--threads must be between 1 and 1024, got {t}");
+            rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("building the thread pool")?;
+        }
+        Ok(())
+    }
+
+    /// The run context.
+    pub fn context(&self) -> Context {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let cache_dir = std::env::var_os("VPTQ_CACHE").map(PathBuf::from).unwrap_or_else(|| home.clone().unwrap_or_default().join(".cache/vptq"));
+        let hf_cache = std::env::var_os("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+            .or_else(|| home.map(|h| h.join(".cache").join("huggingface").join("hub")));
+        Context { quiet: self.quiet, cache_dir, hf_cache }
+    }
+}
+
+/// Which model to load.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model: a GGUF file, a Hugging Face folder, or `org/name` from the local HF cache
+    #[arg(long, short)]
+    pub model: String,
+    /// Precision of dense weights in memory (default: as stored; GGUF tensors are dequantized to f32)
+    #[arg(long, value_enum, default_value_t = DtypeArg::Stored)]
+    pub dtype: DtypeArg,
+}
+
+/// `--dtype` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtypeArg {
+    /// As stored
+    Stored,
+    /// 32-bit float
+    F32,
+    /// IEEE half
+    F16,
+    /// bfloat16
+    Bf16,
+}
+
+impl ModelArgs {
+    /// Resolves and loads the model, with a spinner.
+    pub fn load(&self, ctx: &Context) -> Result<LoadedModel> {
+        let source = resolve_model(&self.model, ctx.hf_cache.as_deref())?;
+        let dtype = match self.dtype {
+            DtypeArg::Stored => WeightDtype::Stored,
+            DtypeArg::F32 => WeightDtype::F32,
+            DtypeArg::F16 => WeightDtype::F16,
+            DtypeArg::Bf16 => WeightDtype::Bf16,
+        };
+        let spinner = crate::progress::spinner(ctx.quiet, format!("loading {}", source.path().display()));
+        let loaded = load_model(&source, &LoadOptions { dtype }).with_context(|| format!("loading model `{}`", self.model));
+        spinner.finish_and_clear();
+        loaded
+    }
+}
+
+/// Sampling flags.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Maximum new tokens
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Temperature (0 = greedy)
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Top-k filter (0 = off)
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Top-p (nucleus) filter (1 = off)
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p filter relative to the top token (0 = off)
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// Repetition penalty (1 = off)
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Random seed
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop before this string (repeatable)
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// Validated sampling parameters.
+    pub fn params(&self) -> Result<SamplingParams> {
+        let p = SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+        };
+        p.validate().map_err(anyhow::Error::msg)?;
+        Ok(p)
+    }
+
+    /// Generation options.
+    pub fn generate_options(&self) -> Result<vptq_model::GenerateOptions> {
+        Ok(vptq_model::GenerateOptions { max_tokens: self.max_tokens, sampling: self.params()?, stop_strings: self.stop.clone() })
+    }
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

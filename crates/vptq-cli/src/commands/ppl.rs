@@ -1,0 +1,54 @@
+//! `vptq ppl`: perplexity of a text file (protocol: shared/docs/data.md).
+
+use crate::args::{Context, ModelArgs};
+use anyhow::{Context as _, Result};
+use std::path::PathBuf;
+use vptq_eval::{perplexity, PplOptions};
+
+/// Arguments of `ppl`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// UTF-8 text file
+    #[arg(long, short)]
+    text: PathBuf,
+    /// Window length in tokens
+    #[arg(long, default_value_t = 512)]
+    ctx: usize,
+    /// Evaluate only the first N windows
+    #[arg(long)]
+    max_windows: Option<usize>,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: Args, ctx: &Context) -> Result<()> {
+    if args.max_windows == Some(0) {
+        anyhow::bail!("--max-windows must be at least 1");
+    }
+    let bytes = std::fs::read(&args.text).with_context(|| format!("reading {}", args.text.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", args.text.display()))?;
+    let loaded = args.model.load(ctx)?;
+    let tokens = loaded.tokenizer.encode(&text, false)?;
+    let windows = args.max_windows.map_or(tokens.len() / args.ctx.max(1), |m| m.min(tokens.len() / args.ctx.max(1)));
+    let pb = crate::progress::bar(ctx.quiet || args.json, windows as u64, "perplexity");
+    let report = perplexity(&loaded.model, &tokens, &PplOptions { ctx: args.ctx, max_windows: args.max_windows }, |done, _| {
+        pb.set_position(done as u64)
+    })?;
+    pb.finish_and_clear();
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["model"] = loaded.source.path().display().to_string().into();
+        v["text"] = args.text.display().to_string().into();
+        println!("{v}");
+    } else {
+        println!(
+            "ppl {:.4}  (nll {:.5}, {} windows × {} tokens, {} scored, {:.1} s)",
+            report.ppl, report.nll, report.windows, report.ctx, report.tokens_scored, report.seconds
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! Dense linear layers: `y[n, out] = x[n, in] · Wᵀ` with W `[out, in]` row-major in f32, f16 or bf16.
+//!
+//! Decode (few tokens) is a GEMV, memory-bound: threads over bands of output rows, each row one SIMD dot per
+//! token. Prefill uses the `gemm` crate; half-precision weights are widened to f32 one band of rows at a time
+//! so the GEMM always runs in f32 and the band stays in cache.
+
+use crate::simd;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// Below this many tokens the GEMV path is used: it reads each weight once per token but avoids GEMM packing.
+const GEMV_MAX_TOKENS: usize = 4;
+/// Output rows per parallel task in the GEMV: large enough to amortize scheduling, small enough to balance.
+const GEMV_ROWS_PER_TASK: usize = 64;
+/// Output rows widened to f32 at a time for half-precision prefill.
+const HALF_BAND_ROWS: usize = 128;
+
+/// Owned dense weight storage.
+#[derive(Debug, Clone)]
+pub enum DenseWeight {
+    /// 32-bit floats.
+    F32(Vec<f32>),
+    /// IEEE half precision.
+    F16(Vec<f16>),
+    /// bfloat16.
+    Bf16(Vec<bf16>),
+}
+
+/// Borrowed view of dense weight storage.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightView<'a> {
+    /// 32-bit floats.
+    F32(&'a [f32]),
+    /// IEEE half precision.
+    F16(&'a [f16]),
+    /// bfloat16.
+    Bf16(&'a [bf16]),
+}
+
+impl DenseWeight {
+    /// Borrows the storage.
+    pub fn view(&self) -> WeightView<'_> {
+        match self {
+            DenseWeight::F32(w) => WeightView::F32(w),
+            DenseWeight::F16(w) => WeightView::F16(w),
+            DenseWeight::Bf16(w) => WeightView::Bf16(w),
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.view().len()
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of storage.
+    pub fn n_bytes(&self) -> usize {
+        self.view().n_bytes()
+    }
+}
+
+impl<'a> WeightView<'a> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            WeightView::F32(w) => w.len(),
+            WeightView::F16(w) => w.len(),
+            WeightView::Bf16(w) => w.len(),
+        }
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of storage.
+    pub fn n_bytes(&self) -> usize {
+        match self {
+            WeightView::F32(w) => w.len() * 4,
+            WeightView::F16(w) => w.len() * 2,
+            WeightView::Bf16(w) => w.len() * 2,
+        }
+    }
+
+    /// Widens elements `[start, start + out.len())` to f32.
+    pub fn to_f32_range(&self, start: usize, out: &mut [f32]) {
+        let end = start + out.len();
+        match self {
+            WeightView::F32(w) => out.copy_from_slice(&w[start..end]),
+            WeightView::F16(w) => simd::f16_to_f32(&w[start..end], out),
+            WeightView::Bf16(w) => simd::bf16_to_f32(&w[start..end], out),
+        }
+    }
+
+    /// Dot product of `x` with elements `[start, start + x.len())`.
+    fn dot(&self, x: &[f32], start: usize) -> f32 {
+        let end = start + x.len();
+        match self {
+            WeightView::F32(w) => simd::dot_f32(x, &w[start..end]),
+            WeightView::F16(w) => simd::dot_f16(x, &w[start..end]),
+            WeightView::Bf16(w) => simd::dot_bf16(x, &w[start..end]),
+        }
+    }
+}
+
+/// `y[n, out] = x[n, in] · Wᵀ` with W `[out, in]`, using the rayon thread pool the caller runs in.
+///
+/// # Panics
+/// If the slice lengths disagree with `n`, `in_features`, `out_features` (an internal invariant).
+pub fn matmul(x: &[f32], w: WeightView<'_>, y: &mut [f32], n: usize, in_features: usize, out_features: usize) {
+    assert_eq!(x.len(), n * in_features, "matmul: x");
+    assert_eq!(y.len(), n * out_features, "matmul: y");
+    assert_eq!(w.len(), in_features * out_features, "matmul: w");
+    if n == 0 || out_features == 0 {
+        return;
+    }
+    if n <= GEMV_MAX_TOKENS {
+        gemv(x, w, y, n, in_features, out_features);
+        return;
+    }
+    match w {
+        WeightView::F32(w) => gemm_f32(x, w, y, n, in_features, out_features, true),
+        _ => {
+            // y is [n, out]: bands of rows of W write disjoint column ranges of y, so each band computes into
+            // its own [n, band] buffer which is then scattered.
+            let bands: Vec<(usize, Vec<f32>)> = (0..out_features)
+                .step_by(HALF_BAND_ROWS)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|row0| {
+                    let rows = HALF_BAND_ROWS.min(out_features - row0);
+                    let mut wf = vec![0f32; rows * in_features]; // [rows, in]
+                    w.to_f32_range(row0 * in_features, &mut wf);
+                    let mut yb = vec![0f32; n * rows]; // [n, rows]
+                    gemm_f32(x, &wf, &mut yb, n, in_features, rows, false);
+                    (row0, yb)
+                })
+                .collect();
+            for (row0, yb) in bands {
+                let rows = yb.len() / n;
+                for t in 0..n {
+                    y[t * out_features + row0..t * out_features + row0 + rows]
+                        .copy_from_slice(&yb[t * rows..(t + 1) * rows]);
+                }
+            }
+        }
+    }
+}
+
+fn gemv(x: &[f32], w: WeightView<'_>, y: &mut [f32], n: usize, in_features: usize, out_features: usize) {
+    if n == 1 {
+        y.par_chunks_mut(GEMV_ROWS_PER_TASK).enumerate().for_each(|(task, ys)| {
+            let row0 = task * GEMV_ROWS_PER_TASK;
+            for (r, yv) in ys.iter_mut().enumerate() {
+                *yv = w.dot(x, (row0 + r) * in_features);
+            }
+        });
+        return;
+    }
+    // Several tokens: compute [rows, n] per task (each weight row read once for all tokens), then transpose.
+    let parts: Vec<Vec<f32>> = (0..out_features.div_ceil(GEMV_ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|task| {
+            let row0 = task * GEMV_ROWS_PER_TASK;
+            let rows = GEMV_ROWS_PER_TASK.min(out_features - row0);
+            let mut part = vec![0f32; rows * n]; // [rows, n]
+            for r in 0..rows {
+                for t in 0..n {
+                    part[r * n + t] = w.dot(&x[t * in_features..(t + 1) * in_features], (row0 + r) * in_features);
+                }
+            }
+            part
+        })
+        .collect();
+    for (task, part) in parts.iter().enumerate() {
+        let row0 = task * GEMV_ROWS_PER_TASK;
+        for (r, chunk) in part.chunks_exact(n).enumerate() {
+            for (t, v) in chunk.iter().enumerate() {
+                y[t * out_features + row0 + r] = *v;
+            }
+        }
+    }
+}
+
+/// f32 GEMM through the `gemm` crate; `threaded` lets it use the current rayon pool.
+fn gemm_f32(x: &[f32], w: &[f32], y: &mut [f32], n: usize, in_features: usize, out_features: usize, threaded: bool) {
+    let parallelism = if threaded && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: dst is y [n, out] row-major (row stride out, col stride 1); lhs is x [n, in] row-major; rhs is
+    // Wᵀ [in, out], read from W [out, in] with row stride 1 and column stride in. All lengths were asserted by
+    // the caller, so every index the GEMM touches is in bounds, and y does not alias x or w.
+    unsafe {
+        gemm::gemm(
+            n,
+            out_features,
+            in_features,
+            y.as_mut_ptr(),
+            1,
+            out_features as isize,
+            false,
+            x.as_ptr(),
+            1,
+            in_features as isize,
+            w.as_ptr(),
+            in_features as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `y[n, m] = a[n, k] · b[m, k]ᵀ` (both row-major, single-threaded): attention scores `Q·Kᵀ`.
+///
+/// `a_rs`/`b_rs` are the row strides of `a` and `b` in elements (heads interleaved in the KV cache).
+///
+/// # Panics
+/// If a slice is too short for the given shape and strides.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_abt_strided(a: &[f32], a_rs: usize, b: &[f32], b_rs: usize, y: &mut [f32], n: usize, m: usize, k: usize) {
+    assert!(y.len() >= n * m);
+    assert!(n == 0 || a.len() >= (n - 1) * a_rs + k);
+    assert!(m == 0 || b.len() >= (m - 1) * b_rs + k);
+    if n == 0 || m == 0 {
+        return;
+    }
+    // SAFETY: bounds asserted above; y does not alias a or b.
+    unsafe {
+        gemm::gemm(
+            n,
+            m,
+            k,
+            y.as_mut_ptr(),
+            1,
+            m as isize,
+            false,
+            a.as_ptr(),
+            1,
+            a_rs as isize,
+            b.as_ptr(),
+            b_rs as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `y[n, k] = p[n, m] · v[m, k]` (single-threaded), `v` with row stride `v_rs`, `y` with row stride `y_rs`:
+/// attention output `P·V`.
+///
+/// # Panics
+/// If a slice is too short for the given shape and strides.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_ab_strided(p: &[f32], v: &[f32], v_rs: usize, y: &mut [f32], y_rs: usize, n: usize, m: usize, k: usize) {
+    assert!(p.len() >= n * m);
+    assert!(m == 0 || v.len() >= (m - 1) * v_rs + k);
+    assert!(n == 0 || y.len() >= (n - 1) * y_rs + k);
+    if n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: bounds asserted above; y does not alias p or v.
+    unsafe {
+        gemm::gemm(
+            n,
+            k,
+            m,
+            y.as_mut_ptr(),
+            1,
+            y_rs as isize,
+            false,
+            p.as_ptr(),
+            1,
+            m as isize,
+            v.as_ptr(),
+            1,
+            v_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The decoder: embeddings → n × (RMSNorm → attention → residual → RMSNorm → SwiGLU → residual) → RMSNorm →
+//! head. Batched prefill and single-token decode are the same code path with `n` new tokens.
+
+use crate::attention::{attention, AttnShape};
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::linear::{DenseLinear, Linear};
+use vptq_kernels::ops::{add_in_place, rmsnorm, rope, silu_mul};
+
+/// Weights of one decoder block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// RMSNorm weight before attention `[hidden]`.
+    pub attn_norm: Vec<f32>,
+    /// Query projection `[q_dim, hidden]`.
+    pub q_proj: Linear,
+    /// Key projection `[kv_dim, hidden]`.
+    pub k_proj: Linear,
+    /// Value projection `[kv_dim, hidden]`.
+    pub v_proj: Linear,
+    /// Output projection `[hidden, q_dim]`.
+    pub o_proj: Linear,
+    /// RMSNorm weight before the MLP `[hidden]`.
+    pub ffn_norm: Vec<f32>,
+    /// Gate projection `[intermediate, hidden]`.
+    pub gate_proj: Linear,
+    /// Up projection `[intermediate, hidden]`.
+    pub up_proj: Linear,
+    /// Down projection `[hidden, intermediate]`.
+    pub down_proj: Linear,
+}
+
+impl Block {
+    /// The seven projections with their Hugging Face short names.
+    pub fn linears(&self) -> [(&'static str, &Linear); 7] {
+        [
+            ("q_proj", &self.q_proj),
+            ("k_proj", &self.k_proj),
+            ("v_proj", &self.v_proj),
+            ("o_proj", &self.o_proj),
+            ("gate_proj", &self.gate_proj),
+            ("up_proj", &self.up_proj),
+            ("down_proj", &self.down_proj),
+        ]
+    }
+}
+
+/// Which logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsMode {
+    /// Only the last token's `[vocab]` (generation).
+    Last,
+    /// Every token's, `[n, vocab]` (perplexity).
+    All,
+}
+
+/// A LLaMA-family model.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    /// Validated configuration.
+    pub config: LlamaConfig,
+    /// Token embedding `[vocab, hidden]` (also the head when tied).
+    pub embed: DenseLinear,
+    /// Decoder blocks.
+    pub blocks: Vec<Block>,
+    /// Final RMSNorm weight `[hidden]`.
+    pub norm: Vec<f32>,
+    /// Output head `[vocab, hidden]`; `None` when tied to the embedding.
+    pub head: Option<Linear>,
+    inv_freq: Vec<f32>,
+}
+
+impl Llama {
+    /// Assembles a model; shapes must already have been checked by the loader.
+    pub fn new(config: LlamaConfig, embed: DenseLinear, blocks: Vec<Block>, norm: Vec<f32>, head: Option<Linear>) -> Self {
+        let inv_freq = config.inv_freq();
+        Llama { config, embed, blocks, norm, head, inv_freq }
+    }
+
+    /// Bytes of weights read to decode one token: every projection and the head, plus one embedding row.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let blocks: usize = self.blocks.iter().flat_map(|b| b.linears().map(|(_, l)| l.n_bytes())).sum();
+        let head = match &self.head {
+            Some(h) => h.n_bytes(),
+            None => self.embed.weight.n_bytes(),
+        };
+        let norms = (self.blocks.len() * 2 + 1) * self.config.hidden_size * 4;
+        blocks + head + norms + self.embed.weight.n_bytes() / self.config.vocab_size
+    }
+
+    /// Total bytes of weights held.
+    pub fn weight_bytes(&self) -> usize {
+        let blocks: usize = self.blocks.iter().flat_map(|b| b.linears().map(|(_, l)| l.n_bytes())).sum();
+        blocks + self.head.as_ref().map_or(0, |h| h.n_bytes()) + self.embed.weight.n_bytes()
+    }
+
+    /// Runs `tokens` (positions `cache.len()…`) through the model, appending to `cache`, and returns logits:
+    /// `[vocab]` for [`LogitsMode::Last`], `[n, vocab]` for [`LogitsMode::All`].
+    ///
+    /// # Errors
+    /// A token outside the vocabulary, or more positions than the cache holds.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, mode: LogitsMode) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::InvalidArgument("forward needs at least one token".into()));
+        }
+        let pos0 = cache.len();
+        if pos0 + n > cache.capacity() {
+            return Err(ModelError::ContextOverflow { needed: pos0 + n, max: cache.capacity() });
+        }
+        let hidden = c.hidden_size;
+        let mut x = vec![0f32; n * hidden]; // [n, hidden] residual stream
+        for (t, &id) in tokens.iter().enumerate() {
+            if id as usize >= c.vocab_size {
+                return Err(ModelError::TokenOutOfRange { id, vocab_size: c.vocab_size });
+            }
+            self.embed.row_f32(id as usize, &mut x[t * hidden..(t + 1) * hidden]);
+        }
+        let positions: Vec<usize> = (pos0..pos0 + n).collect();
+        let mut h = vec![0f32; n * hidden]; // [n, hidden] normalized input of each sub-layer
+        for (layer, b) in self.blocks.iter().enumerate() {
+            rmsnorm(&x, &b.attn_norm, c.rms_eps, &mut h);
+            let mut q = b.q_proj.forward(&h, n); // [n, q_dim]
+            let mut k = b.k_proj.forward(&h, n); // [n, kv_dim]
+            let v = b.v_proj.forward(&h, n); // [n, kv_dim]
+            rope(&mut q, &positions, c.n_heads, c.head_dim, &self.inv_freq, c.rope_layout);
+            rope(&mut k, &positions, c.n_kv_heads, c.head_dim, &self.inv_freq, c.rope_layout);
+            cache.append(layer, &k, &v);
+            let lc = &cache.layers[layer];
+            let shape = AttnShape { n, pos0, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
+            let att = attention(&q, &lc.k, &lc.v, shape); // [n, q_dim]
+            add_in_place(&mut x, &b.o_proj.forward(&att, n));
+
+            rmsnorm(&x, &b.ffn_norm, c.rms_eps, &mut h);
+            let mut gate = b.gate_proj.forward(&h, n); // [n, intermediate]
+            let up = b.up_proj.forward(&h, n);
+            silu_mul(&mut gate, &up);
+            add_in_place(&mut x, &b.down_proj.forward(&gate, n));
+        }
+        let rows = match mode {
+            LogitsMode::Last => &x[(n - 1) * hidden..],
+            LogitsMode::All => &x[..],
+        };
+        let n_out = rows.len() / hidden;
+        let mut normed = vec![0f32; rows.len()];
+        rmsnorm(rows, &self.norm, c.rms_eps, &mut normed);
+        Ok(match &self.head {
+            Some(head) => head.forward(&normed, n_out),
+            None => {
+                let mut y = vec![0f32; n_out * c.vocab_size];
+                vptq_kernels::dense::matmul(&normed, self.embed.weight.view(), &mut y, n_out, hidden, c.vocab_size);
+                y
+            }
+        })
+    }
+}

@@ -1,0 +1,101 @@
+"""Reference token ids for tests/smollm2_gguf.rs (documentation; not run by CI).
+
+Two Python references are computed from the SmolLM2-135M-Instruct GGUF:
+  1. transformers' own GGUF tokenizer converter (`convert_gguf_tokenizer`, the code behind
+     AutoTokenizer.from_pretrained(dir, gguf_file=name); called directly because that entry point's GGUF
+     reader imports torch, which is not needed for tokenizers);
+  2. the Python `tokenizers` library assembled by hand from the GGUF vocabulary and merges with the
+     pre-tokenizer of SmolLM2's published tokenizer.json (Digits(individual) then ByteLevel, no prefix space).
+The golden values are those of (2). transformers 5.23 does not know the GGUF pre-tokenizer name "smollm" and
+falls back to the plain GPT-2 regex, so (1) differs where digits follow a run of spaces (reported on stderr);
+llama.cpp's "smollm" pre-tokenizer splits digits first, as (2) does.
+
+Setup (outside the repository):
+  python3 -m venv /tmp/tokref && /tmp/tokref/bin/pip install transformers tokenizers gguf sentencepiece protobuf
+  /tmp/tokref/bin/python crates/vptq-tokenizer/tests/golden/make_golden.py
+"""
+
+import json
+import os
+import sys
+
+from gguf import GGUFReader
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer
+
+CACHE = os.environ.get("VPTQ_CACHE", os.path.expanduser("~/.cache/vptq"))
+DIR = os.path.join(CACHE, "models")
+NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+STRINGS = [
+    "12345",
+    "café 日本語 🙂",
+    "a  \n\n   b\t\tc",
+    "<|im_start|>user\nhi<|im_end|>",
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello world! It's 2024, isn't it? x=3.14 ok",
+    " 123 abc  ",
+    "🙂🙂 naïve",
+    # Digits are split off before the GPT-2 regex sees the spaces in front of them, so "  1" gives
+    # "ĠĠ" + "1" here but "Ġ" + "Ġ" + "1" with the plain GPT-2 regex.
+    "a  1 and  22",
+]
+
+
+READER = GGUFReader(os.path.join(DIR, NAME))
+
+
+def strings(key):
+    field = READER.fields[key]
+    return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+
+
+def scalar(key):
+    field = READER.fields[key]
+    value = field.parts[field.data[0]]
+    return bytes(value).decode("utf-8") if field.types[0].name == "STRING" else value.tolist()[0]
+
+
+def with_transformers():
+    types_field = READER.fields["tokenizer.ggml.token_type"]
+    tokenizer_dict = {
+        "tokenizer_type": scalar("tokenizer.ggml.model"),
+        "pre_tokenizer_type": scalar("tokenizer.ggml.pre"),
+        "tokens": strings("tokenizer.ggml.tokens"),
+        "merges": strings("tokenizer.ggml.merges"),
+        "token_type": [int(types_field.parts[i][0]) for i in types_field.data],
+    }
+    backend, _ = convert_gguf_tokenizer(scalar("general.architecture"), tokenizer_dict)
+    return backend
+
+
+def by_hand():
+    tokens = strings("tokenizer.ggml.tokens")
+    merges = [tuple(m.split(" ", 1)) for m in strings("tokenizer.ggml.merges")]
+    types_field = READER.fields["tokenizer.ggml.token_type"]
+    types = [int(types_field.parts[i][0]) for i in types_field.data]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t, ty in zip(tokens, types) if ty == 3])
+    return tok
+
+
+def main():
+    hf = with_transformers()
+    hand = by_hand()
+    out = {}
+    for s in STRINGS:
+        a = hf.encode(s, add_special_tokens=False).ids
+        b = hand.encode(s, add_special_tokens=False).ids
+        if a != b:
+            print(f"MISMATCH for {s!r}: transformers {a} vs by-hand {b}", file=sys.stderr)
+        out[s] = {"ids": b, "tokens": hand.encode(s, add_special_tokens=False).tokens}
+    for s, v in out.items():
+        print(f"{json.dumps(s, ensure_ascii=False)}: {v['ids']}  # {v['tokens']}")
+
+
+if __name__ == "__main__":
+    main()
