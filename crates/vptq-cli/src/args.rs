@@ -37,7 +37,7 @@ impl GlobalArgs {
             .with_context(|| format!("invalid --log-level `{}`", self.log_level))?;
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
         if let Some(t) = self.threads {
-            anyhow::ensure!(t >= 1 && t <= 1024, "--threads must be between 1 and 1024, got {t}");
+            anyhow::ensure!((1..=1024).contains(&t), "--threads must be between 1 and 1024, got {t}");
             rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("building the thread pool")?;
         }
         Ok(())
@@ -46,7 +46,7 @@ impl GlobalArgs {
     /// The run context.
     pub fn context(&self) -> Context {
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        let cache_dir = std::env::var_os("VPTQ_CACHE").map(PathBuf::from).unwrap_or_else(|| home.clone().unwrap_or_default().join(".cache/vptq"));
+        let cache_dir = vptq_assets::default_cache_dir(std::env::var_os("VPTQ_CACHE").as_deref(), home.as_deref());
         let hf_cache = std::env::var_os("HF_HUB_CACHE")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
@@ -90,7 +90,8 @@ impl ModelArgs {
             DtypeArg::Bf16 => WeightDtype::Bf16,
         };
         let spinner = crate::progress::spinner(ctx.quiet, format!("loading {}", source.path().display()));
-        let loaded = load_model(&source, &LoadOptions { dtype }).with_context(|| format!("loading model `{}`", self.model));
+        let loaded =
+            load_model(&source, &LoadOptions { dtype }).with_context(|| format!("loading model `{}`", self.model));
         spinner.finish_and_clear();
         loaded
     }
@@ -142,7 +143,11 @@ impl SamplingArgs {
 
     /// Generation options.
     pub fn generate_options(&self) -> Result<vptq_model::GenerateOptions> {
-        Ok(vptq_model::GenerateOptions { max_tokens: self.max_tokens, sampling: self.params()?, stop_strings: self.stop.clone() })
+        Ok(vptq_model::GenerateOptions {
+            max_tokens: self.max_tokens,
+            sampling: self.params()?,
+            stop_strings: self.stop.clone(),
+        })
     }
 }
 

@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The temporary sibling path used while `dest` is being written.
 pub fn temp_path(dest: &Path) -> PathBuf {
-    let mut name = dest
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".tmp-{}", std::process::id()));
     dest.with_file_name(name)
 }
@@ -30,9 +27,7 @@ where
         let mut w = std::io::BufWriter::new(file);
         fill(&mut w)?;
         w.flush().map_err(|e| FormatError::io(&tmp, e))?;
-        let file = w
-            .into_inner()
-            .map_err(|e| FormatError::io(&tmp, e.into_error()))?;
+        let file = w.into_inner().map_err(|e| FormatError::io(&tmp, e.into_error()))?;
         file.sync_all().map_err(|e| FormatError::io(&tmp, e))?;
         std::fs::rename(&tmp, dest).map_err(|e| FormatError::io(dest, e))
     })();
@@ -47,7 +42,5 @@ where
 /// # Errors
 /// IO errors, with the path.
 pub fn write_bytes_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(dest, |w| {
-        w.write_all(bytes).map_err(|e| FormatError::io(dest, e))
-    })
+    write_atomic(dest, |w| w.write_all(bytes).map_err(|e| FormatError::io(dest, e)))
 }

@@ -77,9 +77,6 @@ pub enum FormatError {
 impl FormatError {
     /// Wraps an IO error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        FormatError::Io {
-            path: path.into(),
-            source,
-        }
+        FormatError::Io { path: path.into(), source }
     }
 }

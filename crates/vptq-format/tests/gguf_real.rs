@@ -11,9 +11,7 @@ const FILE_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 fn asset() -> Option<PathBuf> {
     let cache = std::env::var_os("VPTQ_CACHE")
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("vptq"))
-        })?;
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("vptq")))?;
     let path = cache.join("models").join(FILE_NAME);
     if path.is_file() {
         return Some(path);
@@ -37,10 +35,7 @@ fn smollm2_header_and_tensor_table() {
     let Some(path) = asset() else { return };
     let t0 = Instant::now();
     let f = GgufFile::open(&path).unwrap();
-    eprintln!(
-        "open (mmap + parse): {:.2} ms",
-        t0.elapsed().as_secs_f64() * 1e3
-    );
+    eprintln!("open (mmap + parse): {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
 
     assert_eq!(f.file_size(), 98_362_432);
     assert_eq!(f.version, 3);
@@ -48,14 +43,8 @@ fn smollm2_header_and_tensor_table() {
     assert_eq!(f.get_u32("llama.block_count").unwrap(), 30);
     assert_eq!(f.tensors.len(), 272);
     assert_eq!(f.data_offset % f.alignment, 0);
-    assert_eq!(
-        f.get_str_array("tokenizer.ggml.tokens").unwrap().len(),
-        49152
-    );
-    assert_eq!(
-        f.get_str_array("tokenizer.ggml.merges").unwrap().len(),
-        48900
-    );
+    assert_eq!(f.get_str_array("tokenizer.ggml.tokens").unwrap().len(), 49152);
+    assert_eq!(f.get_str_array("tokenizer.ggml.merges").unwrap().len(), 48900);
 
     let emb = f.tensor("token_embd.weight").unwrap();
     assert_eq!(emb.ggml_type, GgmlType::Q8_0);
@@ -75,12 +64,7 @@ fn smollm2_header_and_tensor_table() {
         assert_eq!(f.tensor_bytes(t).len(), t.n_bytes);
     }
     // The last tensor's data ends within one alignment unit of the end of the file.
-    let end = f
-        .tensors
-        .iter()
-        .map(|t| f.data_offset + t.offset + t.n_bytes)
-        .max()
-        .unwrap();
+    let end = f.tensors.iter().map(|t| f.data_offset + t.offset + t.n_bytes).max().unwrap();
     assert!(end <= f.file_size() && f.file_size() - end < f.alignment);
 }
 
@@ -123,8 +107,7 @@ fn smollm2_rows_dequantize_independently() {
     let (row_len, row_bytes) = (t.row_len(), t.row_n_bytes());
     for row in [0, 1, t.n_rows() / 2, t.n_rows() - 1] {
         let mut out = vec![0f32; row_len];
-        vptq_format::gguf::dequantize_into(t.ggml_type, &bytes[row * row_bytes..], &mut out)
-            .unwrap();
+        vptq_format::gguf::dequantize_into(t.ggml_type, &bytes[row * row_bytes..], &mut out).unwrap();
         assert_eq!(out, whole[row * row_len..(row + 1) * row_len]);
     }
 }

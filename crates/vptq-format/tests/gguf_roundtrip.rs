@@ -5,8 +5,7 @@ mod gguf_common;
 
 use gguf_common::{into_gguf, parse, PATH};
 use vptq_format::gguf::{
-    quantize_q4_1, quantize_q8_0, GgmlType, GgufError, GgufFile, GgufWriter, MetaValue, TensorInfo,
-    ALIGNMENT_KEY,
+    quantize_q4_1, quantize_q8_0, GgmlType, GgufError, GgufFile, GgufWriter, MetaValue, TensorInfo, ALIGNMENT_KEY,
 };
 use vptq_format::FormatError;
 
@@ -40,24 +39,11 @@ fn all_metadata() -> Vec<(String, MetaValue)> {
         ("t.arr_bool", Array(vec![Bool(true), Bool(false)])),
         ("t.arr_str", Array(vec![s("<s>"), s(""), s("Ġthe")])),
         ("t.arr_empty", Array(vec![])),
-        (
-            "t.nested",
-            Array(vec![
-                Array(vec![U32(1), U32(2)]),
-                Array(vec![]),
-                Array(vec![U32(3)]),
-            ]),
-        ),
-        (
-            "t.nested_str",
-            Array(vec![Array(vec![s("a")]), Array(vec![s("b"), s("c")])]),
-        ),
+        ("t.nested", Array(vec![Array(vec![U32(1), U32(2)]), Array(vec![]), Array(vec![U32(3)])])),
+        ("t.nested_str", Array(vec![Array(vec![s("a")]), Array(vec![s("b"), s("c")])])),
         ("t.deep", Array(vec![Array(vec![Array(vec![I64(-5)])])])),
     ];
-    entries
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 fn ramp(n: usize, scale: f32) -> Vec<f32> {
@@ -73,23 +59,9 @@ fn build(version: u32, alignment: usize) -> GgufWriter {
     }
     w.add_tensor_f32("norm.weight", &[3], &[1.0, -2.0, 0.25])
         .add_tensor_f32("w.f32", &[2, 3, 4], &ramp(24, 1.0))
-        .add_tensor_f16(
-            "w.f16",
-            &[5, 2],
-            &[0.5, -1.0, 2.0, 0.0, 1024.0, -0.125, 3.0, 7.5, -6.0, 0.0625],
-        )
-        .add_tensor_raw(
-            "w.q8_0",
-            &[64, 3],
-            GgmlType::Q8_0,
-            quantize_q8_0(&ramp(192, 2.0)),
-        )
-        .add_tensor_raw(
-            "w.q4_1",
-            &[32, 2],
-            GgmlType::Q4_1,
-            quantize_q4_1(&ramp(64, 0.5)),
-        );
+        .add_tensor_f16("w.f16", &[5, 2], &[0.5, -1.0, 2.0, 0.0, 1024.0, -0.125, 3.0, 7.5, -6.0, 0.0625])
+        .add_tensor_raw("w.q8_0", &[64, 3], GgmlType::Q8_0, quantize_q8_0(&ramp(192, 2.0)))
+        .add_tensor_raw("w.q4_1", &[32, 2], GgmlType::Q4_1, quantize_q4_1(&ramp(64, 0.5)));
     w
 }
 
@@ -117,26 +89,17 @@ fn round_trip_all_versions_and_alignments() {
                 assert_eq!(f.tensor_bytes(t).len(), t.n_bytes);
             }
             let t = f.tensor("w.f32").unwrap();
-            assert_eq!(
-                (t.dims.as_slice(), t.shape(), t.ggml_type),
-                (&[4, 3, 2][..], vec![2, 3, 4], GgmlType::F32)
-            );
+            assert_eq!((t.dims.as_slice(), t.shape(), t.ggml_type), (&[4, 3, 2][..], vec![2, 3, 4], GgmlType::F32));
             assert_eq!((t.row_len(), t.n_rows(), t.row_n_bytes()), (4, 6, 16));
 
             assert_eq!(f.dequantize("norm.weight").unwrap(), [1.0, -2.0, 0.25]);
             assert_eq!(f.dequantize("w.f32").unwrap(), ramp(24, 1.0));
             let f16 = f.dequantize("w.f16").unwrap();
-            assert_eq!(
-                f16,
-                [0.5, -1.0, 2.0, 0.0, 1024.0, -0.125, 3.0, 7.5, -6.0, 0.0625]
-            );
+            assert_eq!(f16, [0.5, -1.0, 2.0, 0.0, 1024.0, -0.125, 3.0, 7.5, -6.0, 0.0625]);
             assert_eq!(f.tensor("w.f16").unwrap().dims, [2, 5]);
 
             // Quantized tensors come back within one quantization step of the originals.
-            for (name, orig, tol) in [
-                ("w.q8_0", ramp(192, 2.0), 2.0 / 127.0),
-                ("w.q4_1", ramp(64, 0.5), 1.0 / 15.0),
-            ] {
+            for (name, orig, tol) in [("w.q8_0", ramp(192, 2.0), 2.0 / 127.0), ("w.q4_1", ramp(64, 0.5), 1.0 / 15.0)] {
                 let got = f.dequantize(name).unwrap();
                 assert_eq!(got.len(), orig.len());
                 for (a, b) in got.iter().zip(&orig) {
@@ -157,10 +120,7 @@ fn write_then_open_memory_mapped() {
     let owned = parse(w.to_bytes()).unwrap();
     assert_eq!(mapped.metadata, owned.metadata);
     assert_eq!(mapped.tensors, owned.tensors);
-    assert_eq!(
-        mapped.dequantize("w.q8_0").unwrap(),
-        owned.dequantize("w.q8_0").unwrap()
-    );
+    assert_eq!(mapped.dequantize("w.q8_0").unwrap(), owned.dequantize("w.q8_0").unwrap());
     assert_eq!(mapped.path, path);
 }
 
@@ -223,79 +183,32 @@ fn typed_getters_name_the_key_on_error() {
     let err = |r: Result<(), FormatError>| into_gguf(r.unwrap_err());
 
     let e = err(f.get_u32("llama.block_count").map(drop));
-    assert_eq!(
-        e,
-        GgufError::MissingKey {
-            key: "llama.block_count".into()
-        }
-    );
+    assert_eq!(e, GgufError::MissingKey { key: "llama.block_count".into() });
     match err(f.get_u64("t.string").map(drop)) {
-        GgufError::WrongKeyType {
-            key,
-            expected,
-            found,
-        } => {
-            assert_eq!(
-                (key.as_str(), expected.as_str(), found.as_str()),
-                ("t.string", "unsigned integer", "string")
-            );
+        GgufError::WrongKeyType { key, expected, found } => {
+            assert_eq!((key.as_str(), expected.as_str(), found.as_str()), ("t.string", "unsigned integer", "string"));
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        matches!(err(f.get_u64("t.i8").map(drop)), GgufError::ValueOutOfRange { key, .. } if key == "t.i8")
-    );
+    assert!(matches!(err(f.get_u64("t.i8").map(drop)), GgufError::ValueOutOfRange { key, .. } if key == "t.i8"));
     assert!(
         matches!(err(f.get_u32("t.u64").map(drop)), GgufError::ValueOutOfRange { key, target, .. } if key == "t.u64" && target == "u32")
     );
-    assert!(matches!(
-        err(f.get_str("t.u8").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
-    assert!(matches!(
-        err(f.get_f32("t.string").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
-    assert!(matches!(
-        err(f.get_bool("t.u8").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
+    assert!(matches!(err(f.get_str("t.u8").map(drop)), GgufError::WrongKeyType { .. }));
+    assert!(matches!(err(f.get_f32("t.string").map(drop)), GgufError::WrongKeyType { .. }));
+    assert!(matches!(err(f.get_bool("t.u8").map(drop)), GgufError::WrongKeyType { .. }));
     assert!(
         matches!(err(f.get_str_array("t.arr_i32").map(drop)), GgufError::WrongKeyType { found, .. } if found == "i32")
     );
-    assert!(matches!(
-        err(f.get_str_array("t.string").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
-    assert!(matches!(
-        err(f.get_f32_array("t.arr_str").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
-    assert!(matches!(
-        err(f.get_i32_array("t.arr_f32").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
-    assert!(matches!(
-        err(f.get_i32_array("t.nested").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
+    assert!(matches!(err(f.get_str_array("t.string").map(drop)), GgufError::WrongKeyType { .. }));
+    assert!(matches!(err(f.get_f32_array("t.arr_str").map(drop)), GgufError::WrongKeyType { .. }));
+    assert!(matches!(err(f.get_i32_array("t.arr_f32").map(drop)), GgufError::WrongKeyType { .. }));
+    assert!(matches!(err(f.get_i32_array("t.nested").map(drop)), GgufError::WrongKeyType { .. }));
     // Present but of the wrong type: the optional getters fail too.
-    assert!(matches!(
-        err(f.opt_u64("t.string").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
-    assert!(matches!(
-        err(f.opt_str("t.u8").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
-    assert!(matches!(
-        err(f.opt_bool("t.u8").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
-    assert!(matches!(
-        err(f.opt_f32("t.true").map(drop)),
-        GgufError::WrongKeyType { .. }
-    ));
+    assert!(matches!(err(f.opt_u64("t.string").map(drop)), GgufError::WrongKeyType { .. }));
+    assert!(matches!(err(f.opt_str("t.u8").map(drop)), GgufError::WrongKeyType { .. }));
+    assert!(matches!(err(f.opt_bool("t.u8").map(drop)), GgufError::WrongKeyType { .. }));
+    assert!(matches!(err(f.opt_f32("t.true").map(drop)), GgufError::WrongKeyType { .. }));
 
     let msg = f.get_u64("t.string").unwrap_err().to_string();
     assert!(msg.contains(PATH) && msg.contains("t.string"), "{msg}");
@@ -304,16 +217,10 @@ fn typed_getters_name_the_key_on_error() {
 #[test]
 fn i32_array_rejects_values_out_of_range() {
     let mut w = GgufWriter::new();
-    w.add_meta(
-        "big",
-        MetaValue::Array(vec![MetaValue::U32(1), MetaValue::U32(3_000_000_000)]),
-    );
+    w.add_meta("big", MetaValue::Array(vec![MetaValue::U32(1), MetaValue::U32(3_000_000_000)]));
     let f = parse(w.to_bytes()).unwrap();
     let e = into_gguf(f.get_i32_array("big").unwrap_err());
-    assert!(
-        matches!(e, GgufError::ValueOutOfRange { ref value, .. } if value == "3000000000"),
-        "{e:?}"
-    );
+    assert!(matches!(e, GgufError::ValueOutOfRange { ref value, .. } if value == "3000000000"), "{e:?}");
 }
 
 #[test]
@@ -328,13 +235,8 @@ fn tensor_lookup_and_missing_tensor() {
         other => panic!("{other:?}"),
     }
     // An entry that does not belong to this file yields no bytes rather than a panic.
-    let foreign = TensorInfo {
-        name: "x".into(),
-        dims: vec![32],
-        ggml_type: GgmlType::F32,
-        offset: 1 << 40,
-        n_bytes: 128,
-    };
+    let foreign =
+        TensorInfo { name: "x".into(), dims: vec![32], ggml_type: GgmlType::F32, offset: 1 << 40, n_bytes: 128 };
     assert!(f.tensor_bytes(&foreign).is_empty());
     assert!(f.dequantize_tensor(&foreign).is_err());
 }
@@ -343,14 +245,9 @@ fn tensor_lookup_and_missing_tensor() {
 fn user_alignment_key_is_written_verbatim() {
     // A general.alignment given as metadata is written as given (here u64), not duplicated.
     let mut w = GgufWriter::new();
-    w.alignment(64)
-        .add_meta(ALIGNMENT_KEY, MetaValue::U64(64))
-        .add_tensor_f32("a", &[3], &[1.0, 2.0, 3.0]);
+    w.alignment(64).add_meta(ALIGNMENT_KEY, MetaValue::U64(64)).add_tensor_f32("a", &[3], &[1.0, 2.0, 3.0]);
     let f = parse(w.to_bytes()).unwrap();
-    assert_eq!(
-        f.metadata,
-        vec![(ALIGNMENT_KEY.to_string(), MetaValue::U64(64))]
-    );
+    assert_eq!(f.metadata, vec![(ALIGNMENT_KEY.to_string(), MetaValue::U64(64))]);
     assert_eq!(f.alignment, 64);
     assert_eq!(f.dequantize("a").unwrap(), [1.0, 2.0, 3.0]);
 }
@@ -358,14 +255,8 @@ fn user_alignment_key_is_written_verbatim() {
 #[test]
 fn invalid_utf8_in_string_values_is_read_lossily() {
     // Keys and names must be UTF-8; values are decoded lossily so one odd vocabulary entry cannot block a model.
-    let bytes = gguf_common::Raw::header(3, 0, 1)
-        .str("tokens")
-        .u32(9)
-        .u32(8)
-        .u64(2)
-        .str("ok")
-        .str_bytes(b"a\xffb")
-        .bytes;
+    let bytes =
+        gguf_common::Raw::header(3, 0, 1).str("tokens").u32(9).u32(8).u64(2).str("ok").str_bytes(b"a\xffb").bytes;
     let f = parse(bytes).unwrap();
     assert_eq!(f.get_str_array("tokens").unwrap(), ["ok", "a\u{fffd}b"]);
 }
@@ -379,8 +270,5 @@ fn writer_rejects_mismatched_data() {
 #[test]
 #[should_panic(expected = "mixes element types")]
 fn writer_rejects_mixed_arrays() {
-    GgufWriter::new().add_meta(
-        "a",
-        MetaValue::Array(vec![MetaValue::U8(1), MetaValue::I8(1)]),
-    );
+    GgufWriter::new().add_meta("a", MetaValue::Array(vec![MetaValue::U8(1), MetaValue::I8(1)]));
 }

@@ -80,10 +80,13 @@ pub fn attention_ref(q: &[f32], k: &[f32], v: &[f32], s: AttnShape) -> Vec<f32> 
                 })
                 .collect();
             let max = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let sum: f64 = w.iter_mut().map(|x| {
-                *x = (*x - max).exp();
-                *x
-            }).sum();
+            let sum: f64 = w
+                .iter_mut()
+                .map(|x| {
+                    *x = (*x - max).exp();
+                    *x
+                })
+                .sum();
             for c in 0..head_dim {
                 let acc: f64 = (0..visible).map(|j| w[j] / sum * v[j * kv_dim + kvh * head_dim + c] as f64).sum();
                 out[t * q_dim + h * head_dim + c] = acc as f32;
@@ -98,7 +101,9 @@ mod tests {
     use super::*;
 
     fn vals(seed: u32, n: usize) -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2000) as f32 / 1000.0 - 1.0).collect()
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2000) as f32 / 1000.0 - 1.0)
+            .collect()
     }
 
     #[test]

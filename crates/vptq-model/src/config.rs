@@ -133,7 +133,12 @@ impl LlamaConfig {
                 let scaled = match &self.rope_scaling {
                     RopeScaling::None => freq,
                     RopeScaling::Factors(f) => freq / f.get(i).copied().unwrap_or(1.0) as f64,
-                    RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+                    RopeScaling::Llama3 {
+                        factor,
+                        low_freq_factor,
+                        high_freq_factor,
+                        original_max_position_embeddings,
+                    } => {
                         let orig = *original_max_position_embeddings as f64;
                         let low_wavelen = orig / low_freq_factor;
                         let high_wavelen = orig / high_freq_factor;
@@ -171,10 +176,10 @@ impl LlamaConfig {
         if self.n_layers == 0 || self.n_layers > MAX_LAYERS {
             return bad(format!("layer count {} is out of range", self.n_layers));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!("{} heads not divisible by {} kv heads", self.n_heads, self.n_kv_heads));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head dim {} must be even for RoPE", self.head_dim));
         }
         if !(self.rms_eps > 0.0 && self.rms_eps < 1.0) {
@@ -227,7 +232,10 @@ impl LlamaConfig {
                 },
                 Some("default") | None => RopeScaling::None,
                 Some(other) => {
-                    return Err(ModelError::config(path, format!("rope_scaling type `{other}` is not supported (llama3 only)")))
+                    return Err(ModelError::config(
+                        path,
+                        format!("rope_scaling type `{other}` is not supported (llama3 only)"),
+                    ))
                 }
             },
         };
@@ -262,9 +270,10 @@ impl LlamaConfig {
         let key = |k: &str| format!("{arch_name}.{k}");
         let usize_key = |k: &str| -> Result<usize> {
             let v = file.get_u64(&key(k))?;
-            usize::try_from(v).ok().filter(|&v| v <= MAX_DIM * 4).ok_or_else(|| {
-                ModelError::config(path, format!("{} = {v} is out of range", key(k)))
-            })
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| v <= MAX_DIM * 4)
+                .ok_or_else(|| ModelError::config(path, format!("{} = {v} is out of range", key(k))))
         };
         let n_heads = usize_key("attention.head_count")?;
         let hidden_size = usize_key("embedding_length")?;
@@ -279,9 +288,10 @@ impl LlamaConfig {
             Some(v) => v as usize,
             None => hidden_size / n_heads,
         };
-        let embd = file
-            .tensor("token_embd.weight")
-            .ok_or_else(|| vptq_format::FormatError::MissingTensor { path: path.to_path_buf(), name: "token_embd.weight".into() })?;
+        let embd = file.tensor("token_embd.weight").ok_or_else(|| vptq_format::FormatError::MissingTensor {
+            path: path.to_path_buf(),
+            name: "token_embd.weight".into(),
+        })?;
         let vocab_size = embd.dims.get(1).copied().unwrap_or(0);
         let rope_scaling = match file.tensor("rope_freqs.weight") {
             Some(_) => RopeScaling::Factors(file.dequantize("rope_freqs.weight")?),

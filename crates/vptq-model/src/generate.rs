@@ -124,7 +124,8 @@ impl<'a> StopFilter<'a> {
         self.text.push_str(piece);
         let search_from = self.emitted.saturating_sub(self.stops.iter().map(|s| s.len()).max().unwrap_or(0));
         let search_from = floor_char_boundary(&self.text, search_from);
-        let hit = self.stops.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text[search_from..].find(s.as_str())).min();
+        let hit =
+            self.stops.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text[search_from..].find(s.as_str())).min();
         if let Some(pos) = hit {
             self.text.truncate(search_from + pos);
             let out = self.text[self.emitted.min(self.text.len())..].to_string();

@@ -73,7 +73,13 @@ pub struct Llama {
 
 impl Llama {
     /// Assembles a model; shapes must already have been checked by the loader.
-    pub fn new(config: LlamaConfig, embed: DenseLinear, blocks: Vec<Block>, norm: Vec<f32>, head: Option<Linear>) -> Self {
+    pub fn new(
+        config: LlamaConfig,
+        embed: DenseLinear,
+        blocks: Vec<Block>,
+        norm: Vec<f32>,
+        head: Option<Linear>,
+    ) -> Self {
         let inv_freq = config.inv_freq();
         Llama { config, embed, blocks, norm, head, inv_freq }
     }

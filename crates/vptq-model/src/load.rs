@@ -129,7 +129,8 @@ pub fn load_gguf_weights(file: &GgufFile, opts: &LoadOptions) -> Result<Llama> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let embed = DenseLinear::new(narrow(fetch("token_embd.weight", &[c.vocab_size, h])?, opts.dtype), None, h, c.vocab_size);
+    let embed =
+        DenseLinear::new(narrow(fetch("token_embd.weight", &[c.vocab_size, h])?, opts.dtype), None, h, c.vocab_size);
     let head = if c.tie_embeddings { None } else { Some(linear("output".into(), c.vocab_size, h, false)?) };
     let norm = fetch("output_norm.weight", &[h])?;
     Ok(Llama::new(config, embed, blocks, norm, head))
@@ -180,11 +181,7 @@ pub fn load_hf_weights(dir: &Path, opts: &LoadOptions) -> Result<Llama> {
     let embed_w = store.read_float("model.embed_tokens.weight", &[c.vocab_size, h])?;
     let embed = DenseLinear::new(convert(embed_w, opts.dtype), None, h, c.vocab_size);
     // Tied models sometimes also save lm_head; the embedding is the source of truth for them.
-    let head = if c.tie_embeddings {
-        None
-    } else {
-        Some(linear("lm_head".into(), c.vocab_size, h, false)?)
-    };
+    let head = if c.tie_embeddings { None } else { Some(linear("lm_head".into(), c.vocab_size, h, false)?) };
     let norm = store.read_f32("model.norm.weight", &[h])?;
     if blocks.len() != c.n_layers {
         return Err(ModelError::config(dir, "layer count mismatch"));

@@ -194,8 +194,14 @@ mod tests {
         let ones = (0..n).filter(|_| s.sample(&logits, &[]) == 1).count();
         let frac = ones as f64 / n as f64;
         assert!((frac - 0.75).abs() < 0.02, "{frac}");
-        let a: Vec<u32> = { let mut s = Sampler::new(params(1.0)); (0..20).map(|_| s.sample(&logits, &[])).collect() };
-        let b: Vec<u32> = { let mut s = Sampler::new(params(1.0)); (0..20).map(|_| s.sample(&logits, &[])).collect() };
+        let a: Vec<u32> = {
+            let mut s = Sampler::new(params(1.0));
+            (0..20).map(|_| s.sample(&logits, &[])).collect()
+        };
+        let b: Vec<u32> = {
+            let mut s = Sampler::new(params(1.0));
+            (0..20).map(|_| s.sample(&logits, &[])).collect()
+        };
         assert_eq!(a, b);
     }
 

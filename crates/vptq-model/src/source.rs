@@ -24,7 +24,8 @@ impl ModelSource {
 
 fn is_gguf_file(path: &Path) -> bool {
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"GGUF"
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && &magic == b"GGUF"
 }
 
 /// Resolves `spec`: an existing GGUF file, a folder holding `config.json`, or `org/name` looked up in

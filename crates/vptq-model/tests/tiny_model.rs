@@ -108,14 +108,14 @@ impl Tiny {
         let a = self.arch;
         let mut w = GgufWriter::new();
         w.add_meta("general.architecture", MetaValue::String(a.into()))
-            .add_meta(&format!("{a}.block_count"), MetaValue::U32(self.layers as u32))
-            .add_meta(&format!("{a}.embedding_length"), MetaValue::U32(self.hidden as u32))
-            .add_meta(&format!("{a}.feed_forward_length"), MetaValue::U32(self.ffn as u32))
-            .add_meta(&format!("{a}.attention.head_count"), MetaValue::U32(self.heads as u32))
-            .add_meta(&format!("{a}.attention.head_count_kv"), MetaValue::U32(self.kv_heads as u32))
-            .add_meta(&format!("{a}.attention.layer_norm_rms_epsilon"), MetaValue::F32(self.eps as f32))
-            .add_meta(&format!("{a}.rope.freq_base"), MetaValue::F32(self.theta as f32))
-            .add_meta(&format!("{a}.context_length"), MetaValue::U32(128));
+            .add_meta(format!("{a}.block_count"), MetaValue::U32(self.layers as u32))
+            .add_meta(format!("{a}.embedding_length"), MetaValue::U32(self.hidden as u32))
+            .add_meta(format!("{a}.feed_forward_length"), MetaValue::U32(self.ffn as u32))
+            .add_meta(format!("{a}.attention.head_count"), MetaValue::U32(self.heads as u32))
+            .add_meta(format!("{a}.attention.head_count_kv"), MetaValue::U32(self.kv_heads as u32))
+            .add_meta(format!("{a}.attention.layer_norm_rms_epsilon"), MetaValue::F32(self.eps as f32))
+            .add_meta(format!("{a}.rope.freq_base"), MetaValue::F32(self.theta as f32))
+            .add_meta(format!("{a}.context_length"), MetaValue::U32(128));
         // llama.cpp permutes q/k rows (and biases) of `llama` models only.
         let permute = a == "llama";
         let put = |w: &mut GgufWriter, gg: &str, hf: &str, rows_heads: Option<usize>| {
@@ -198,7 +198,10 @@ impl Tiny {
             }
         };
         let emb = self.get("model.embed_tokens.weight");
-        let mut x: Vec<f64> = tokens.iter().flat_map(|&id| emb[id as usize * h..(id as usize + 1) * h].iter().map(|&v| v as f64)).collect();
+        let mut x: Vec<f64> = tokens
+            .iter()
+            .flat_map(|&id| emb[id as usize * h..(id as usize + 1) * h].iter().map(|&v| v as f64))
+            .collect();
         for l in 0..self.layers {
             let p = format!("model.layers.{l}");
             let hn = norm(&x, &format!("{p}.input_layernorm.weight"));
@@ -213,7 +216,10 @@ impl Tiny {
                 for hh in 0..nh {
                     let kh = hh / (nh / nkv);
                     let s: Vec<f64> = (0..=t)
-                        .map(|j| (0..d).map(|c| q[t * nh * d + hh * d + c] * k[j * nkv * d + kh * d + c]).sum::<f64>() / (d as f64).sqrt())
+                        .map(|j| {
+                            (0..d).map(|c| q[t * nh * d + hh * d + c] * k[j * nkv * d + kh * d + c]).sum::<f64>()
+                                / (d as f64).sqrt()
+                        })
                         .collect();
                     let m = s.iter().cloned().fold(f64::MIN, f64::max);
                     let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
@@ -294,7 +300,13 @@ fn wrong_rope_layout_is_detected() {
     let gguf = GgufFile::from_bytes("tiny.gguf".into(), m.gguf_bytes()).unwrap();
     let mut model = load_gguf_weights(&gguf, &LoadOptions::default()).unwrap();
     model.config.rope_layout = vptq_model::config::RopeLayout::HalfSplit;
-    let model = vptq_model::Llama::new(model.config.clone(), model.embed.clone(), model.blocks.clone(), model.norm.clone(), None);
+    let model = vptq_model::Llama::new(
+        model.config.clone(),
+        model.embed.clone(),
+        model.blocks.clone(),
+        model.norm.clone(),
+        None,
+    );
     let tokens = [1u32, 2, 3, 4, 5];
     let mut cache = KvCache::new(&model.config, 64);
     let got = model.forward(&tokens, &mut cache, LogitsMode::All).unwrap();

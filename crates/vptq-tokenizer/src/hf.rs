@@ -40,7 +40,8 @@ impl Tokenizer {
         let bytes = std::fs::read(&tokenizer_path).map_err(|e| TokenizerError::io(&tokenizer_path, e))?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| TokenizerError::json(&tokenizer_path, format!("not a valid tokenizer.json: {e}")))?;
-        // Ids are dense in practice, but the model's embedding needs max id + 1 rows either way.
+        // Ids are dense in practice, but max id + 1 is what an embedding must cover either way. (A model may
+        // have more embedding rows than this: Qwen2.5 pads 151,665 tokens to 151,936 rows.)
         let vocab_size = inner.get_vocab(true).values().copied().max().map_or(0, |max| max as usize + 1);
 
         let config_path = dir.join(TOKENIZER_CONFIG_JSON);
@@ -58,8 +59,9 @@ impl Tokenizer {
         };
         let mut bos = token_id("bos_token")?;
         let mut eos: Vec<DeclaredId> = token_id("eos_token")?.into_iter().collect();
-        let unk = token_id("unk_token")?;
-        let pad = token_id("pad_token")?;
+        // unk/pad are informational here; a config naming one the vocabulary lacks should not block loading.
+        let unk = token_id("unk_token").ok().flatten();
+        let pad = token_id("pad_token").ok().flatten();
 
         let generation_path = dir.join(GENERATION_CONFIG_JSON);
         if let Some(generation) = read_optional_json(&generation_path)? {

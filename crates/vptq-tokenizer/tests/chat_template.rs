@@ -1,4 +1,6 @@
-//! Chat templates rendered with minijinja as transformers renders them with Jinja2.
+//! Chat templates rendered with minijinja as transformers renders them with Jinja2. The expected strings of
+//! the two Python-flavoured templates below were checked against transformers' own renderer
+//! (`transformers.utils.chat_template_utils._compile_jinja_template`, Jinja2 3.1).
 
 use vptq_tokenizer::{ChatMessage, ChatTemplate, TemplateExtras, TokenizerError};
 

@@ -84,7 +84,8 @@ fn chat_template_renders_system_and_user_with_generation_prompt() {
     let messages = [ChatMessage::system("You are terse."), ChatMessage::user("What is 2+2?")];
     let text = tok.apply_chat_template(&messages, true).expect("render");
     // Read off the template: each message is <|im_start|>{role}\n{content}<|im_end|>\n; a system message
-    // first suppresses the default one; the generation prompt opens an assistant turn.
+    // first suppresses the default one; the generation prompt opens an assistant turn. (transformers'
+    // Jinja2 renderer gives the same string.)
     let expected = "<|im_start|>system\nYou are terse.<|im_end|>\n\
                     <|im_start|>user\nWhat is 2+2?<|im_end|>\n\
                     <|im_start|>assistant\n";

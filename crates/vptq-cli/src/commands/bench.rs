@@ -49,8 +49,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     } else {
         println!("model        {}", loaded.source.path().display());
         println!("threads      {}", report.threads);
-        println!("prefill      {:.1} tok/s  ({} tokens, median of {})", report.prefill_tok_s, report.prompt_len, report.repeats);
-        println!("decode       {:.2} tok/s  ({} tokens, median of {})", report.decode_tok_s, report.gen_len, report.repeats);
+        println!(
+            "prefill      {:.1} tok/s  ({} tokens, median of {})",
+            report.prefill_tok_s, report.prompt_len, report.repeats
+        );
+        println!(
+            "decode       {:.2} tok/s  ({} tokens, median of {})",
+            report.decode_tok_s, report.gen_len, report.repeats
+        );
         println!(
             "bound        {:.2} tok/s  ({:.1} MB of weights per token at {:.1} GB/s measured read bandwidth; {:.0}% of bound)",
             report.decode_bound_tok_s,

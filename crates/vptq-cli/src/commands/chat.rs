@@ -46,7 +46,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         let prompt = tok.apply_chat_template(&messages, true)?;
         let ids = tok.encode(&prompt, false)?;
         if ids.len() + 1 >= session.capacity() {
-            anyhow::bail!("the conversation ({} tokens) no longer fits the context of {}", ids.len(), session.capacity());
+            anyhow::bail!(
+                "the conversation ({} tokens) no longer fits the context of {}",
+                ids.len(),
+                session.capacity()
+            );
         }
         let mut out = std::io::stdout().lock();
         let gen = generate(&mut session, tok, &ids, &opts, |piece| {

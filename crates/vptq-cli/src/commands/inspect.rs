@@ -41,7 +41,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                 add(t.ggml_type.to_string(), t.n_elements(), t.n_bytes);
                 listing.push(format!("{:<40} {:<6} {:?}", t.name, t.ggml_type.to_string(), t.shape()));
             }
-            let fmt = format!("GGUF v{} ({} metadata keys, {} tensors)", file.version, file.metadata.len(), file.tensors.len());
+            let fmt = format!(
+                "GGUF v{} ({} metadata keys, {} tensors)",
+                file.version,
+                file.metadata.len(),
+                file.tensors.len()
+            );
             (LlamaConfig::from_gguf(&file)?, Tokenizer::from_gguf(&file)?, fmt)
         }
         ModelSource::HfDir(dir) => {
@@ -58,7 +63,16 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let c = &config;
     println!("model        {}", source.path().display());
     println!("format       {format}");
-    println!("architecture {} ({} layers, hidden {}, ffn {}, heads {}/{} kv, head_dim {})", c.arch.name(), c.n_layers, c.hidden_size, c.intermediate_size, c.n_heads, c.n_kv_heads, c.head_dim);
+    println!(
+        "architecture {} ({} layers, hidden {}, ffn {}, heads {}/{} kv, head_dim {})",
+        c.arch.name(),
+        c.n_layers,
+        c.hidden_size,
+        c.intermediate_size,
+        c.n_heads,
+        c.n_kv_heads,
+        c.head_dim
+    );
     println!(
         "             vocab {}, context {}, rms_eps {:e}, rope θ {} ({:?}, {}), tied head: {}, qkv bias: {}",
         c.vocab_size,
@@ -81,15 +95,31 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         tp += s.params;
         tb += s.bytes;
     }
-    println!("  total  {:>4} tensors {:>14} params {:>10.2} MiB", by_type.values().map(|s| s.count).sum::<usize>(), tp, tb as f64 / 1048576.0);
+    println!(
+        "  total  {:>4} tensors {:>14} params {:>10.2} MiB",
+        by_type.values().map(|s| s.count).sum::<usize>(),
+        tp,
+        tb as f64 / 1048576.0
+    );
     if args.tensors {
         for l in &listing {
             println!("  {l}");
         }
     }
     let t = &tokenizer;
-    let name = |id: Option<u32>| id.map_or("none".to_string(), |i| format!("{i} {:?}", t.id_to_token(i).unwrap_or_default()));
-    println!("tokenizer    vocab {}, bos {}, eos {}, add_bos {}", t.vocab_size(), name(t.bos_id()), name(t.eos_id()), t.add_bos());
-    println!("             {} special tokens, chat template: {}", t.special_tokens().len(), if t.chat_template().is_some() { "yes" } else { "no (ChatML fallback)" });
+    let name =
+        |id: Option<u32>| id.map_or("none".to_string(), |i| format!("{i} {:?}", t.id_to_token(i).unwrap_or_default()));
+    println!(
+        "tokenizer    vocab {}, bos {}, eos {}, add_bos {}",
+        t.vocab_size(),
+        name(t.bos_id()),
+        name(t.eos_id()),
+        t.add_bos()
+    );
+    println!(
+        "             {} special tokens, chat template: {}",
+        t.special_tokens().len(),
+        if t.chat_template().is_some() { "yes" } else { "no (ChatML fallback)" }
+    );
     Ok(())
 }

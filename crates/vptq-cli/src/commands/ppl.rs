@@ -30,14 +30,16 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         anyhow::bail!("--max-windows must be at least 1");
     }
     let bytes = std::fs::read(&args.text).with_context(|| format!("reading {}", args.text.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", args.text.display()))?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", args.text.display()))?;
     let loaded = args.model.load(ctx)?;
     let tokens = loaded.tokenizer.encode(&text, false)?;
     let windows = args.max_windows.map_or(tokens.len() / args.ctx.max(1), |m| m.min(tokens.len() / args.ctx.max(1)));
     let pb = crate::progress::bar(ctx.quiet || args.json, windows as u64, "perplexity");
-    let report = perplexity(&loaded.model, &tokens, &PplOptions { ctx: args.ctx, max_windows: args.max_windows }, |done, _| {
-        pb.set_position(done as u64)
-    })?;
+    let report =
+        perplexity(&loaded.model, &tokens, &PplOptions { ctx: args.ctx, max_windows: args.max_windows }, |done, _| {
+            pb.set_position(done as u64)
+        })?;
     pb.finish_and_clear();
     if args.json {
         let mut v = serde_json::to_value(&report)?;

@@ -28,11 +28,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f
     // Validate before allocating: `n_elements` may come from an untrusted caller-side computation.
     let need = needed_bytes(ty, n_elements)?;
     if bytes.len() < need {
-        return Err(GgufError::DataTooShort {
-            ty,
-            need,
-            have: bytes.len(),
-        });
+        return Err(GgufError::DataTooShort { ty, need, have: bytes.len() });
     }
     let mut out = vec![0f32; n_elements];
     dequantize_into(ty, bytes, &mut out)?;
@@ -45,11 +41,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f
 /// As [`dequantize`], with `out.len()` as the element count.
 pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), GgufError> {
     let need = needed_bytes(ty, out.len())?;
-    let bytes = bytes.get(..need).ok_or(GgufError::DataTooShort {
-        ty,
-        need,
-        have: bytes.len(),
-    })?;
+    let bytes = bytes.get(..need).ok_or(GgufError::DataTooShort { ty, need, have: bytes.len() })?;
     match ty {
         GgmlType::F32 => f32_le(bytes, out),
         GgmlType::F16 => f16_le(bytes, out),
@@ -76,18 +68,10 @@ fn needed_bytes(ty: GgmlType, n_elements: usize) -> Result<usize, GgufError> {
         return Err(GgufError::UnsupportedTensorType { ty });
     }
     if !n_elements.is_multiple_of(ty.block_len()) {
-        return Err(GgufError::NotBlockMultiple {
-            ty,
-            n_elements,
-            block_len: ty.block_len(),
-        });
+        return Err(GgufError::NotBlockMultiple { ty, n_elements, block_len: ty.block_len() });
     }
     // A size beyond usize cannot be present either.
-    ty.n_bytes(n_elements).ok_or(GgufError::DataTooShort {
-        ty,
-        need: usize::MAX,
-        have: 0,
-    })
+    ty.n_bytes(n_elements).ok_or(GgufError::DataTooShort { ty, need: usize::MAX, have: 0 })
 }
 
 /// An f16 stored little-endian at `b[i..i+2]`, as f32.
@@ -247,11 +231,7 @@ fn q3_k(bytes: &[u8], out: &mut [f32]) {
 /// in bits 2·(j/4) of byte 8 + j%4; stored with offset 32.
 #[inline(always)]
 fn q3_k_scale(packed: &[u8], j: usize) -> i32 {
-    let low = if j < 8 {
-        packed[j] & 0xF
-    } else {
-        packed[j - 8] >> 4
-    };
+    let low = if j < 8 { packed[j] & 0xF } else { packed[j - 8] >> 4 };
     let high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
     (low | (high << 4)) as i32 - 32
 }
@@ -264,10 +244,7 @@ fn scale_min_k4(s: &[u8], j: usize) -> (f32, f32) {
     let (sc, m) = if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
-        (
-            (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4),
-            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
-        )
+        ((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
     };
     (sc as f32, m as f32)
 }
@@ -279,11 +256,7 @@ fn q4_k(bytes: &[u8], out: &mut [f32]) {
     for (b, y) in bytes.chunks_exact(144).zip(out.chunks_exact_mut(QK_K)) {
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
         let scales = &b[4..16];
-        for (c, (q, ys)) in b[16..144]
-            .chunks_exact(32)
-            .zip(y.chunks_exact_mut(64))
-            .enumerate()
-        {
+        for (c, (q, ys)) in b[16..144].chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
             let (sc1, m1) = scale_min_k4(scales, 2 * c);
             let (sc2, m2) = scale_min_k4(scales, 2 * c + 1);
             let (d1, m1, d2, m2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);
@@ -303,11 +276,7 @@ fn q5_k(bytes: &[u8], out: &mut [f32]) {
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
         let scales = &b[4..16];
         let qh = &b[16..48];
-        for (c, (q, ys)) in b[48..176]
-            .chunks_exact(32)
-            .zip(y.chunks_exact_mut(64))
-            .enumerate()
-        {
+        for (c, (q, ys)) in b[48..176].chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
             let (sc1, m1) = scale_min_k4(scales, 2 * c);
             let (sc2, m2) = scale_min_k4(scales, 2 * c + 1);
             let (d1, m1, d2, m2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);

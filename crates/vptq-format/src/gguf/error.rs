@@ -21,9 +21,7 @@ pub enum GgufError {
         version: u32,
     },
     /// The file ends before a section is complete.
-    #[error(
-        "truncated while reading {section}: need {need} bytes at offset {offset}, file has {have}"
-    )]
+    #[error("truncated while reading {section}: need {need} bytes at offset {offset}, file has {have}")]
     Truncated {
         /// What was being read.
         section: String,
@@ -89,9 +87,7 @@ pub enum GgufError {
         value: u64,
     },
     /// A tensor whose data offset is not a multiple of the file's alignment.
-    #[error(
-        "tensor `{name}`: data offset {offset} is not a multiple of the alignment {alignment}"
-    )]
+    #[error("tensor `{name}`: data offset {offset} is not a multiple of the alignment {alignment}")]
     MisalignedTensor {
         /// Tensor name.
         name: String,
@@ -101,9 +97,7 @@ pub enum GgufError {
         alignment: usize,
     },
     /// A tensor whose data does not lie inside the file.
-    #[error(
-        "tensor `{name}`: data [{offset}, {offset}+{n_bytes}) lies outside the data section of {data_len} bytes"
-    )]
+    #[error("tensor `{name}`: data [{offset}, {offset}+{n_bytes}) lies outside the data section of {data_len} bytes")]
     TensorOutOfBounds {
         /// Tensor name.
         name: String,
@@ -163,9 +157,7 @@ pub enum GgufError {
         target: String,
     },
     /// An element count that is not a whole number of blocks of the type.
-    #[error(
-        "{n_elements} elements of type {ty} are not a whole number of {block_len}-element blocks"
-    )]
+    #[error("{n_elements} elements of type {ty} are not a whole number of {block_len}-element blocks")]
     NotBlockMultiple {
         /// The type.
         ty: GgmlType,
@@ -191,9 +183,7 @@ fn version_hint(version: u32) -> &'static str {
     match version {
         1 => "; version 1 files (before August 2023) use 32-bit counts and must be re-converted",
         // A big-endian file's version reads byte-swapped on a little-endian reader.
-        v if matches!(v.swap_bytes(), 2 | 3) => {
-            "; this looks like a big-endian GGUF file, which is not supported"
-        }
+        v if matches!(v.swap_bytes(), 2 | 3) => "; this looks like a big-endian GGUF file, which is not supported",
         _ => "",
     }
 }

@@ -50,10 +50,7 @@ impl GgufFile {
 
     /// Wraps a [`GgufError`] with this file's path.
     pub fn error(&self, source: GgufError) -> FormatError {
-        FormatError::Gguf {
-            path: self.path.clone(),
-            source,
-        }
+        FormatError::Gguf { path: self.path.clone(), source }
     }
 
     /// Size of the whole file in bytes.
@@ -75,32 +72,19 @@ impl GgufFile {
     }
 
     fn require(&self, key: &str) -> Result<&MetaValue, FormatError> {
-        self.get(key)
-            .ok_or_else(|| self.error(GgufError::MissingKey { key: key.into() }))
+        self.get(key).ok_or_else(|| self.error(GgufError::MissingKey { key: key.into() }))
     }
 
     fn wrong_type(&self, key: &str, expected: &str, found: &MetaValue) -> FormatError {
-        self.error(GgufError::WrongKeyType {
-            key: key.into(),
-            expected: expected.into(),
-            found: found.type_name(),
-        })
+        self.error(GgufError::WrongKeyType { key: key.into(), expected: expected.into(), found: found.type_name() })
     }
 
     fn out_of_range(&self, key: &str, value: &MetaValue, target: &str) -> FormatError {
         let value = match value {
             MetaValue::String(s) => s.clone(),
-            v => v
-                .as_i64()
-                .map(|i| i.to_string())
-                .or_else(|| v.as_u64().map(|u| u.to_string()))
-                .unwrap_or_default(),
+            v => v.as_i64().map(|i| i.to_string()).or_else(|| v.as_u64().map(|u| u.to_string())).unwrap_or_default(),
         };
-        self.error(GgufError::ValueOutOfRange {
-            key: key.into(),
-            value,
-            target: target.into(),
-        })
+        self.error(GgufError::ValueOutOfRange { key: key.into(), value, target: target.into() })
     }
 
     /// A string value.
@@ -141,9 +125,7 @@ impl GgufFile {
     /// Missing key or a non-numeric value.
     pub fn get_f32(&self, key: &str) -> Result<f32, FormatError> {
         let v = self.require(key)?;
-        v.as_f64()
-            .map(|f| f as f32)
-            .ok_or_else(|| self.wrong_type(key, "number", v))
+        v.as_f64().map(|f| f as f32).ok_or_else(|| self.wrong_type(key, "number", v))
     }
 
     /// A bool value.
@@ -157,8 +139,7 @@ impl GgufFile {
 
     fn get_array(&self, key: &str, expected: &str) -> Result<&[MetaValue], FormatError> {
         let v = self.require(key)?;
-        v.as_array()
-            .ok_or_else(|| self.wrong_type(key, expected, v))
+        v.as_array().ok_or_else(|| self.wrong_type(key, expected, v))
     }
 
     /// An array of strings (borrowed).
@@ -168,9 +149,7 @@ impl GgufFile {
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>, FormatError> {
         const EXPECTED: &str = "array of strings";
         let arr = self.get_array(key, EXPECTED)?;
-        arr.iter()
-            .map(|e| e.as_str().ok_or_else(|| self.wrong_type(key, EXPECTED, e)))
-            .collect()
+        arr.iter().map(|e| e.as_str().ok_or_else(|| self.wrong_type(key, EXPECTED, e))).collect()
     }
 
     /// An array of numbers of any float or integer type, as f32.
@@ -180,13 +159,7 @@ impl GgufFile {
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>, FormatError> {
         const EXPECTED: &str = "array of numbers";
         let arr = self.get_array(key, EXPECTED)?;
-        arr.iter()
-            .map(|e| {
-                e.as_f64()
-                    .map(|f| f as f32)
-                    .ok_or_else(|| self.wrong_type(key, EXPECTED, e))
-            })
-            .collect()
+        arr.iter().map(|e| e.as_f64().map(|f| f as f32).ok_or_else(|| self.wrong_type(key, EXPECTED, e))).collect()
     }
 
     /// An array of integers of any integer type, as i32.
@@ -255,13 +228,8 @@ impl GgufFile {
     /// so this never fails for an entry of this file's table; for an entry from elsewhere that does not fit in
     /// this file it returns an empty slice.
     pub fn tensor_bytes(&self, t: &TensorInfo) -> &[u8] {
-        let range = self
-            .data_offset
-            .checked_add(t.offset)
-            .and_then(|s| Some(s..s.checked_add(t.n_bytes)?));
-        range
-            .and_then(|r| self.backing.bytes().get(r))
-            .unwrap_or(&[])
+        let range = self.data_offset.checked_add(t.offset).and_then(|s| Some(s..s.checked_add(t.n_bytes)?));
+        range.and_then(|r| self.backing.bytes().get(r)).unwrap_or(&[])
     }
 
     /// Dequantizes the tensor named `name` to f32, in ggml memory order (row-major with `dims[0]` fastest,
@@ -273,10 +241,7 @@ impl GgufFile {
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, FormatError> {
         let t = self
             .tensor(name)
-            .ok_or_else(|| FormatError::MissingTensor {
-                path: self.path.clone(),
-                name: name.into(),
-            })?;
+            .ok_or_else(|| FormatError::MissingTensor { path: self.path.clone(), name: name.into() })?;
         self.dequantize_tensor(t)
     }
 
@@ -293,7 +258,6 @@ impl GgufFile {
                 dtype: t.ggml_type.name().into(),
             });
         }
-        dequant::dequantize(t.ggml_type, self.tensor_bytes(t), t.n_elements())
-            .map_err(|e| self.error(e))
+        dequant::dequantize(t.ggml_type, self.tensor_bytes(t), t.n_elements()).map_err(|e| self.error(e))
     }
 }

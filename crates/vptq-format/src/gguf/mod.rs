@@ -19,7 +19,5 @@ pub use error::GgufError;
 pub use file::ARCHITECTURE_KEY;
 pub use quantize::{quantize_q4_0, quantize_q4_1, quantize_q8_0};
 pub use reader::{MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_DIMS};
-pub use types::{
-    GgmlType, GgufFile, MetaValue, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC,
-};
+pub use types::{GgmlType, GgufFile, MetaValue, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC};
 pub use writer::GgufWriter;

@@ -36,11 +36,7 @@ pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
         let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
         out.extend_from_slice(&d16.to_le_bytes());
         // `as i8` saturates (and maps NaN to 0), so out-of-range products cannot wrap.
-        out.extend(
-            block
-                .iter()
-                .map(|&x| ((x * inv).round().clamp(-127.0, 127.0) as i8) as u8),
-        );
+        out.extend(block.iter().map(|&x| ((x * inv).round().clamp(-127.0, 127.0) as i8) as u8));
     }
     out
 }
@@ -55,9 +51,7 @@ pub fn quantize_q4_0(values: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.len() / BLOCK * 18);
     for block in values.chunks_exact(BLOCK) {
         // Mapping the extreme value to q = 0 (−8·d) uses the asymmetric end of the signed 4-bit range.
-        let x_max = block
-            .iter()
-            .fold(0f32, |m, &x| if x.abs() > m.abs() { x } else { m });
+        let x_max = block.iter().fold(0f32, |m, &x| if x.abs() > m.abs() { x } else { m });
         let (d16, d) = to_f16(x_max / -8.0);
         let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
         let q = |x: f32| ((x * inv).round() + 8.0).clamp(0.0, 15.0) as u8;
@@ -76,11 +70,7 @@ pub fn quantize_q4_1(values: &[f32]) -> Vec<u8> {
     check_len(values, "q4_1");
     let mut out = Vec::with_capacity(values.len() / BLOCK * 20);
     for block in values.chunks_exact(BLOCK) {
-        let (min, max) = block
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            });
+        let (min, max) = block.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         let (m16, m) = to_f16(min);
         let (d16, d) = to_f16((max - min) / 15.0);
         let inv = if d != 0.0 { 1.0 / d } else { 0.0 };

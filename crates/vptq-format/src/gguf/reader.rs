@@ -65,9 +65,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
     let mut names = HashSet::with_capacity(tensors.len());
     for (t, _) in &tensors {
         if !names.insert(t.name.as_str()) {
-            return Err(GgufError::DuplicateTensor {
-                name: t.name.clone(),
-            });
+            return Err(GgufError::DuplicateTensor { name: t.name.clone() });
         }
     }
 
@@ -79,13 +77,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
         .into_iter()
         .map(|(t, offset)| place_tensor(t, offset, alignment, data_len))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Parsed {
-        version,
-        metadata,
-        tensors,
-        data_offset,
-        alignment,
-    })
+    Ok(Parsed { version, metadata, tensors, data_offset, alignment })
 }
 
 /// `BadMagic` for wrong bytes; `Truncated` when the file is a strict prefix of the magic (empty included).
@@ -99,28 +91,20 @@ fn check_magic(buf: &[u8]) -> Result<(), GgufError> {
             need: GGUF_MAGIC.len(),
             have: buf.len(),
         }),
-        None => Err(GgufError::BadMagic {
-            found: buf.to_vec(),
-        }),
+        None => Err(GgufError::BadMagic { found: buf.to_vec() }),
     }
 }
 
 fn check_count(what: &str, count: u64, limit: u64) -> Result<(), GgufError> {
     if count > limit {
-        return Err(GgufError::TooMany {
-            what: what.into(),
-            count,
-            limit,
-        });
+        return Err(GgufError::TooMany { what: what.into(), count, limit });
     }
     Ok(())
 }
 
 /// Capacity to reserve for `count` entries already checked against the file size.
 fn prealloc(count: u64) -> usize {
-    usize::try_from(count)
-        .unwrap_or(usize::MAX)
-        .min(MAX_PREALLOC)
+    usize::try_from(count).unwrap_or(usize::MAX).min(MAX_PREALLOC)
 }
 
 fn read_metadata(c: &mut Cursor<'_>, kv_count: u64) -> Result<Vec<(String, MetaValue)>, GgufError> {
@@ -141,17 +125,9 @@ fn read_metadata(c: &mut Cursor<'_>, kv_count: u64) -> Result<Vec<(String, MetaV
 /// Names the key in a truncation error met while reading its value.
 fn in_key(e: GgufError, key: &str) -> GgufError {
     match e {
-        GgufError::Truncated {
-            section,
-            offset,
-            need,
-            have,
-        } => GgufError::Truncated {
-            section: format!("{section} of `{key}`"),
-            offset,
-            need,
-            have,
-        },
+        GgufError::Truncated { section, offset, need, have } => {
+            GgufError::Truncated { section: format!("{section} of `{key}`"), offset, need, have }
+        }
         other => other,
     }
 }
@@ -215,28 +191,17 @@ fn read_value(c: &mut Cursor<'_>, ty: u32, key: &str, depth: u32) -> Result<Meta
         U64 => MetaValue::U64(c.u64(S)?),
         I64 => MetaValue::I64(i64::from_le_bytes(c.bytes(S)?)),
         F64 => MetaValue::F64(f64::from_le_bytes(c.bytes(S)?)),
-        id => {
-            return Err(GgufError::UnknownValueType {
-                key: key.into(),
-                id,
-            })
-        }
+        id => return Err(GgufError::UnknownValueType { key: key.into(), id }),
     })
 }
 
 fn read_array(c: &mut Cursor<'_>, key: &str, depth: u32) -> Result<Vec<MetaValue>, GgufError> {
     if depth > MAX_ARRAY_DEPTH {
-        return Err(GgufError::NestingTooDeep {
-            key: key.into(),
-            limit: MAX_ARRAY_DEPTH,
-        });
+        return Err(GgufError::NestingTooDeep { key: key.into(), limit: MAX_ARRAY_DEPTH });
     }
     let elem_ty = c.u32("array element type")?;
     let count = c.u64("array length")?;
-    let min_size = min_encoded_size(elem_ty).ok_or(GgufError::UnknownValueType {
-        key: key.into(),
-        id: elem_ty,
-    })?;
+    let min_size = min_encoded_size(elem_ty).ok_or(GgufError::UnknownValueType { key: key.into(), id: elem_ty })?;
     let limit = (c.remaining() as u64 / min_size).min(MAX_ARRAY_LEN);
     check_count(&format!("elements of array `{key}`"), count, limit)?;
     let n = usize::try_from(count).unwrap_or(usize::MAX);
@@ -255,36 +220,15 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: u32) -> Result<Vec<MetaValue
         U8 => raw.iter().map(|&b| MetaValue::U8(b)).collect(),
         I8 => raw.iter().map(|&b| MetaValue::I8(b as i8)).collect(),
         BOOL => raw.iter().map(|&b| MetaValue::Bool(b != 0)).collect(),
-        U16 => le_chunks(raw)
-            .map(|b| MetaValue::U16(u16::from_le_bytes(b)))
-            .collect(),
-        I16 => le_chunks(raw)
-            .map(|b| MetaValue::I16(i16::from_le_bytes(b)))
-            .collect(),
-        U32 => le_chunks(raw)
-            .map(|b| MetaValue::U32(u32::from_le_bytes(b)))
-            .collect(),
-        I32 => le_chunks(raw)
-            .map(|b| MetaValue::I32(i32::from_le_bytes(b)))
-            .collect(),
-        F32 => le_chunks(raw)
-            .map(|b| MetaValue::F32(f32::from_le_bytes(b)))
-            .collect(),
-        U64 => le_chunks(raw)
-            .map(|b| MetaValue::U64(u64::from_le_bytes(b)))
-            .collect(),
-        I64 => le_chunks(raw)
-            .map(|b| MetaValue::I64(i64::from_le_bytes(b)))
-            .collect(),
-        F64 => le_chunks(raw)
-            .map(|b| MetaValue::F64(f64::from_le_bytes(b)))
-            .collect(),
-        id => {
-            return Err(GgufError::UnknownValueType {
-                key: key.into(),
-                id,
-            })
-        }
+        U16 => le_chunks(raw).map(|b| MetaValue::U16(u16::from_le_bytes(b))).collect(),
+        I16 => le_chunks(raw).map(|b| MetaValue::I16(i16::from_le_bytes(b))).collect(),
+        U32 => le_chunks(raw).map(|b| MetaValue::U32(u32::from_le_bytes(b))).collect(),
+        I32 => le_chunks(raw).map(|b| MetaValue::I32(i32::from_le_bytes(b))).collect(),
+        F32 => le_chunks(raw).map(|b| MetaValue::F32(f32::from_le_bytes(b))).collect(),
+        U64 => le_chunks(raw).map(|b| MetaValue::U64(u64::from_le_bytes(b))).collect(),
+        I64 => le_chunks(raw).map(|b| MetaValue::I64(i64::from_le_bytes(b))).collect(),
+        F64 => le_chunks(raw).map(|b| MetaValue::F64(f64::from_le_bytes(b))).collect(),
+        id => return Err(GgufError::UnknownValueType { key: key.into(), id }),
     })
 }
 
@@ -320,16 +264,10 @@ fn read_tensor_info(c: &mut Cursor<'_>) -> Result<(TensorInfo, u64), GgufError> 
     const S: &str = "tensor info";
     let name = c.utf8_string("tensor name")?;
     let n_dims = c.u32(S)?;
-    let bad_dims = |dims: &[u64], reason: String| GgufError::BadDims {
-        name: name.clone(),
-        dims: dims.to_vec(),
-        reason,
-    };
+    let bad_dims =
+        |dims: &[u64], reason: String| GgufError::BadDims { name: name.clone(), dims: dims.to_vec(), reason };
     if n_dims == 0 || n_dims > MAX_DIMS {
-        return Err(bad_dims(
-            &[],
-            format!("{n_dims} dimensions, must be 1..={MAX_DIMS}"),
-        ));
+        return Err(bad_dims(&[], format!("{n_dims} dimensions, must be 1..={MAX_DIMS}")));
     }
     let mut raw_dims = Vec::with_capacity(n_dims as usize);
     for _ in 0..n_dims {
@@ -344,75 +282,38 @@ fn read_tensor_info(c: &mut Cursor<'_>) -> Result<(TensorInfo, u64), GgufError> 
         let d = match usize::try_from(d) {
             Ok(0) => return Err(bad_dims(&raw_dims, "a dimension is zero".into())),
             Ok(d) => d,
-            Err(_) => {
-                return Err(bad_dims(
-                    &raw_dims,
-                    "a dimension does not fit in memory".into(),
-                ))
-            }
+            Err(_) => return Err(bad_dims(&raw_dims, "a dimension does not fit in memory".into())),
         };
-        n_elements = n_elements
-            .checked_mul(d)
-            .ok_or_else(|| bad_dims(&raw_dims, "the element count overflows".into()))?;
+        n_elements =
+            n_elements.checked_mul(d).ok_or_else(|| bad_dims(&raw_dims, "the element count overflows".into()))?;
         dims.push(d);
     }
-    let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnknownTensorType {
-        name: name.clone(),
-        id: type_id,
-    })?;
+    let ggml_type =
+        GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnknownTensorType { name: name.clone(), id: type_id })?;
     let row_len = dims.first().copied().unwrap_or(1);
     if !row_len.is_multiple_of(ggml_type.block_len()) {
-        let reason = format!(
-            "row length {row_len} is not a multiple of the {ggml_type} block length {}",
-            ggml_type.block_len()
-        );
+        let reason =
+            format!("row length {row_len} is not a multiple of the {ggml_type} block length {}", ggml_type.block_len());
         return Err(bad_dims(&raw_dims, reason));
     }
-    let n_bytes = ggml_type
-        .n_bytes(n_elements)
-        .ok_or_else(|| bad_dims(&raw_dims, "the byte size overflows".into()))?;
-    Ok((
-        TensorInfo {
-            name,
-            dims,
-            ggml_type,
-            offset: 0,
-            n_bytes,
-        },
-        offset,
-    ))
+    let n_bytes = ggml_type.n_bytes(n_elements).ok_or_else(|| bad_dims(&raw_dims, "the byte size overflows".into()))?;
+    Ok((TensorInfo { name, dims, ggml_type, offset: 0, n_bytes }, offset))
 }
 
 /// Checks a tensor's offset (aligned, data inside the file) and stores it.
-fn place_tensor(
-    mut t: TensorInfo,
-    offset: u64,
-    alignment: usize,
-    data_len: u64,
-) -> Result<TensorInfo, GgufError> {
+fn place_tensor(mut t: TensorInfo, offset: u64, alignment: usize, data_len: u64) -> Result<TensorInfo, GgufError> {
     if !offset.is_multiple_of(alignment as u64) {
-        return Err(GgufError::MisalignedTensor {
-            name: t.name,
-            offset,
-            alignment,
-        });
+        return Err(GgufError::MisalignedTensor { name: t.name, offset, alignment });
     }
     let n_bytes = t.n_bytes as u64;
-    let in_bounds = offset
-        .checked_add(n_bytes)
-        .is_some_and(|end| end <= data_len);
+    let in_bounds = offset.checked_add(n_bytes).is_some_and(|end| end <= data_len);
     // `offset <= data_len`, itself a byte count of the buffer, so it fits in usize.
     match usize::try_from(offset) {
         Ok(o) if in_bounds => {
             t.offset = o;
             Ok(t)
         }
-        _ => Err(GgufError::TensorOutOfBounds {
-            name: t.name,
-            offset,
-            n_bytes,
-            data_len,
-        }),
+        _ => Err(GgufError::TensorOutOfBounds { name: t.name, offset, n_bytes, data_len }),
     }
 }
 
@@ -428,21 +329,15 @@ impl<'a> Cursor<'a> {
     }
 
     fn take(&mut self, n: usize, section: &str) -> Result<&'a [u8], GgufError> {
-        let slice = self
-            .pos
-            .checked_add(n)
-            .and_then(|end| self.buf.get(self.pos..end));
+        let slice = self.pos.checked_add(n).and_then(|end| self.buf.get(self.pos..end));
         match slice {
             Some(s) => {
                 self.pos += n;
                 Ok(s)
             }
-            None => Err(GgufError::Truncated {
-                section: section.into(),
-                offset: self.pos,
-                need: n,
-                have: self.buf.len(),
-            }),
+            None => {
+                Err(GgufError::Truncated { section: section.into(), offset: self.pos, need: n, have: self.buf.len() })
+            }
         }
     }
 
@@ -480,10 +375,7 @@ impl<'a> Cursor<'a> {
         let (offset, bytes) = self.string_bytes(what)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(GgufError::BadString {
-                what: what.into(),
-                offset,
-            }),
+            Err(_) => Err(GgufError::BadString { what: what.into(), offset }),
         }
     }
 }
@@ -494,32 +386,15 @@ mod tests {
 
     #[test]
     fn cursor_reads_little_endian_and_stops_at_the_end() {
-        let mut c = Cursor {
-            buf: &[1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 9],
-            pos: 0,
-        };
+        let mut c = Cursor { buf: &[1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 9], pos: 0 };
         assert_eq!(c.u32("a").unwrap(), 1);
         assert_eq!(c.u64("b").unwrap(), 2);
         assert_eq!(c.remaining(), 1);
         let e = c.u32("c").unwrap_err();
-        assert_eq!(
-            e,
-            GgufError::Truncated {
-                section: "c".into(),
-                offset: 12,
-                need: 4,
-                have: 13
-            }
-        );
+        assert_eq!(e, GgufError::Truncated { section: "c".into(), offset: 12, need: 4, have: 13 });
         // A failed read consumes nothing; a length that overflows the position is a truncation too.
         assert_eq!(c.u8("d").unwrap(), 9);
-        assert!(matches!(
-            c.take(usize::MAX, "e"),
-            Err(GgufError::Truncated {
-                need: usize::MAX,
-                ..
-            })
-        ));
+        assert!(matches!(c.take(usize::MAX, "e"), Err(GgufError::Truncated { need: usize::MAX, .. })));
     }
 
     #[test]
@@ -527,24 +402,11 @@ mod tests {
         let mut buf = 3u64.to_le_bytes().to_vec();
         buf.extend_from_slice(b"ab");
         let mut c = Cursor { buf: &buf, pos: 0 };
-        assert!(matches!(
-            c.string_bytes("s"),
-            Err(GgufError::Truncated {
-                need: 3,
-                have: 10,
-                ..
-            })
-        ));
+        assert!(matches!(c.string_bytes("s"), Err(GgufError::Truncated { need: 3, have: 10, .. })));
         let mut buf = 2u64.to_le_bytes().to_vec();
         buf.extend_from_slice(&[0xC3, 0x28]);
         let mut c = Cursor { buf: &buf, pos: 0 };
-        assert_eq!(
-            c.utf8_string("key").unwrap_err(),
-            GgufError::BadString {
-                what: "key".into(),
-                offset: 8
-            }
-        );
+        assert_eq!(c.utf8_string("key").unwrap_err(), GgufError::BadString { what: "key".into(), offset: 8 });
     }
 
     #[test]
@@ -554,11 +416,6 @@ mod tests {
         assert_eq!(min_encoded_size(value_type::STRING), Some(8));
         assert_eq!(min_encoded_size(value_type::ARRAY), Some(12));
         assert_eq!(min_encoded_size(13), None);
-        assert_eq!(
-            le_chunks::<2>(&[1, 0, 2, 0, 3])
-                .map(u16::from_le_bytes)
-                .collect::<Vec<_>>(),
-            [1, 2]
-        );
+        assert_eq!(le_chunks::<2>(&[1, 0, 2, 0, 3]).map(u16::from_le_bytes).collect::<Vec<_>>(), [1, 2]);
     }
 }

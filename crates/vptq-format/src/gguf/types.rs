@@ -36,9 +36,7 @@ impl GgmlType {
     /// Every type this crate knows, in id order.
     pub const ALL: [GgmlType; 15] = {
         use GgmlType::*;
-        [
-            F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, BF16,
-        ]
+        [F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, BF16]
     };
 
     /// The type for an on-disk id, if this crate knows it.
@@ -215,10 +213,7 @@ impl MetaValue {
         match *self {
             MetaValue::F32(v) => Some(v as f64),
             MetaValue::F64(v) => Some(v),
-            _ => self
-                .as_i64()
-                .map(|v| v as f64)
-                .or_else(|| self.as_u64().map(|v| v as f64)),
+            _ => self.as_i64().map(|v| v as f64).or_else(|| self.as_u64().map(|v| v as f64)),
         }
     }
 

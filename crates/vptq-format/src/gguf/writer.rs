@@ -47,12 +47,7 @@ impl Default for GgufWriter {
 impl GgufWriter {
     /// An empty GGUF v3 file with the default alignment (32).
     pub fn new() -> Self {
-        GgufWriter {
-            version: 3,
-            alignment: DEFAULT_ALIGNMENT,
-            metadata: Vec::new(),
-            tensors: Vec::new(),
-        }
+        GgufWriter { version: 3, alignment: DEFAULT_ALIGNMENT, metadata: Vec::new(), tensors: Vec::new() }
     }
 
     /// Sets the version written in the header (2 and 3 share one layout; other values are written as given, to
@@ -69,10 +64,7 @@ impl GgufWriter {
     /// # Panics
     /// If `alignment` is zero.
     pub fn alignment(&mut self, alignment: usize) -> &mut Self {
-        assert!(
-            alignment > 0,
-            "GgufWriter::alignment: alignment must be nonzero"
-        );
+        assert!(alignment > 0, "GgufWriter::alignment: alignment must be nonzero");
         self.alignment = alignment;
         self
     }
@@ -83,10 +75,7 @@ impl GgufWriter {
     /// If an array (at any depth) mixes element types, which GGUF cannot encode.
     pub fn add_meta(&mut self, key: impl Into<String>, value: MetaValue) -> &mut Self {
         let key = key.into();
-        assert!(
-            is_homogeneous(&value),
-            "GgufWriter::add_meta: array `{key}` mixes element types"
-        );
+        assert!(is_homogeneous(&value), "GgufWriter::add_meta: array `{key}` mixes element types");
         self.metadata.push((key, value));
         self
     }
@@ -95,12 +84,7 @@ impl GgufWriter {
     ///
     /// # Panics
     /// If the shape has 0 or more than 4 dimensions, a zero dimension, or `data.len()` differs from its product.
-    pub fn add_tensor_f32(
-        &mut self,
-        name: impl Into<String>,
-        shape_row_major: &[usize],
-        data: &[f32],
-    ) -> &mut Self {
+    pub fn add_tensor_f32(&mut self, name: impl Into<String>, shape_row_major: &[usize], data: &[f32]) -> &mut Self {
         let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.add_tensor_raw(name, &reversed(shape_row_major), GgmlType::F32, bytes)
     }
@@ -109,16 +93,8 @@ impl GgufWriter {
     ///
     /// # Panics
     /// As [`GgufWriter::add_tensor_f32`].
-    pub fn add_tensor_f16(
-        &mut self,
-        name: impl Into<String>,
-        shape_row_major: &[usize],
-        data: &[f32],
-    ) -> &mut Self {
-        let bytes = data
-            .iter()
-            .flat_map(|&x| f16::from_f32(x).to_le_bytes())
-            .collect();
+    pub fn add_tensor_f16(&mut self, name: impl Into<String>, shape_row_major: &[usize], data: &[f32]) -> &mut Self {
+        let bytes = data.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect();
         self.add_tensor_raw(name, &reversed(shape_row_major), GgmlType::F16, bytes)
     }
 
@@ -136,15 +112,8 @@ impl GgufWriter {
         bytes: Vec<u8>,
     ) -> &mut Self {
         let name = name.into();
-        assert!(
-            (1..=4).contains(&dims.len()),
-            "GgufWriter: tensor `{name}` has {} dims, must be 1..=4",
-            dims.len()
-        );
-        assert!(
-            !dims.contains(&0),
-            "GgufWriter: tensor `{name}` has a zero dimension"
-        );
+        assert!((1..=4).contains(&dims.len()), "GgufWriter: tensor `{name}` has {} dims, must be 1..=4", dims.len());
+        assert!(!dims.contains(&0), "GgufWriter: tensor `{name}` has a zero dimension");
         assert!(
             dims[0].is_multiple_of(ggml_type.block_len()),
             "GgufWriter: tensor `{name}` rows are not whole {ggml_type} blocks"
@@ -156,29 +125,17 @@ impl GgufWriter {
             Some(bytes.len()),
             "GgufWriter: tensor `{name}` data length does not match its dims {dims:?}"
         );
-        self.tensors.push(PendingTensor {
-            name,
-            dims: dims.to_vec(),
-            ggml_type,
-            data: bytes,
-        });
+        self.tensors.push(PendingTensor { name, dims: dims.to_vec(), ggml_type, data: bytes });
         self
     }
 
     /// The complete file.
     pub fn to_bytes(&self) -> Vec<u8> {
         let align = self.alignment;
-        let add_alignment_key =
-            align != DEFAULT_ALIGNMENT && !self.metadata.iter().any(|(k, _)| k == ALIGNMENT_KEY);
-        let alignment_entry = (
-            ALIGNMENT_KEY.to_string(),
-            MetaValue::U32(u32::try_from(align).unwrap_or(u32::MAX)),
-        );
-        let metadata: Vec<&(String, MetaValue)> = self
-            .metadata
-            .iter()
-            .chain(add_alignment_key.then_some(&alignment_entry))
-            .collect();
+        let add_alignment_key = align != DEFAULT_ALIGNMENT && !self.metadata.iter().any(|(k, _)| k == ALIGNMENT_KEY);
+        let alignment_entry = (ALIGNMENT_KEY.to_string(), MetaValue::U32(u32::try_from(align).unwrap_or(u32::MAX)));
+        let metadata: Vec<&(String, MetaValue)> =
+            self.metadata.iter().chain(add_alignment_key.then_some(&alignment_entry)).collect();
 
         let mut out = Vec::new();
         out.extend_from_slice(&GGUF_MAGIC);
@@ -229,8 +186,7 @@ fn is_homogeneous(v: &MetaValue) -> bool {
     match v {
         MetaValue::Array(a) => {
             let first = a.first().map(MetaValue::type_id);
-            a.iter()
-                .all(|e| Some(e.type_id()) == first && is_homogeneous(e))
+            a.iter().all(|e| Some(e.type_id()) == first && is_homogeneous(e))
         }
         _ => true,
     }

@@ -56,19 +56,9 @@ impl SafetensorsFile {
         // SAFETY: the map is read-only; a concurrent truncation of the file by another process is outside what a
         // model loader can defend against (the same assumption every mmap-based loader makes).
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
-        let (header_len, metadata) =
-            safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
-                FormatError::Safetensors {
-                    path: path.to_path_buf(),
-                    reason: describe(&e),
-                }
-            })?;
-        Ok(SafetensorsFile {
-            path: path.to_path_buf(),
-            mmap,
-            header_len,
-            metadata,
-        })
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap)
+            .map_err(|e| FormatError::Safetensors { path: path.to_path_buf(), reason: describe(&e) })?;
+        Ok(SafetensorsFile { path: path.to_path_buf(), mmap, header_len, metadata })
     }
 
     /// Names of all tensors, in data order.
@@ -83,13 +73,7 @@ impl SafetensorsFile {
         let end = 8 + self.header_len + info.data_offsets.1;
         // Offsets were validated against the file size by `read_metadata`.
         let data = self.mmap.get(start..end)?;
-        Some(TensorRef {
-            name,
-            path: &self.path,
-            dtype: info.dtype,
-            shape: &info.shape,
-            data,
-        })
+        Some(TensorRef { name, path: &self.path, dtype: info.dtype, shape: &info.shape, data })
     }
 
     /// Free-form `__metadata__` of the header.
@@ -104,9 +88,7 @@ fn describe(e: &safetensors::SafeTensorError) -> String {
         E::HeaderTooSmall => "file shorter than the 8-byte header length".into(),
         E::HeaderTooLarge => "header length is absurd (larger than the format allows)".into(),
         E::InvalidHeaderLength => "header length runs past the end of the file".into(),
-        E::MetadataIncompleteBuffer => {
-            "tensor data does not match the file size (truncated or padded file)".into()
-        }
+        E::MetadataIncompleteBuffer => "tensor data does not match the file size (truncated or padded file)".into(),
         other => other.to_string(),
     }
 }
@@ -164,10 +146,7 @@ impl TensorStore {
                 if found.is_empty() {
                     return Err(FormatError::io(
                         path,
-                        std::io::Error::new(
-                            std::io::ErrorKind::NotFound,
-                            "no *.safetensors file in this folder",
-                        ),
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no *.safetensors file in this folder"),
                     ));
                 }
                 paths = found;
@@ -187,11 +166,7 @@ impl TensorStore {
             }
             files.push(f);
         }
-        Ok(TensorStore {
-            root: path.to_path_buf(),
-            files,
-            index,
-        })
+        Ok(TensorStore { root: path.to_path_buf(), files, index })
     }
 
     /// Tensor names in sorted order.
@@ -215,19 +190,12 @@ impl TensorStore {
     /// # Errors
     /// When absent.
     pub fn require<'a>(&'a self, name: &'a str) -> Result<TensorRef<'a>> {
-        self.get(name).ok_or_else(|| FormatError::MissingTensor {
-            path: self.root.clone(),
-            name: name.to_string(),
-        })
+        self.get(name).ok_or_else(|| FormatError::MissingTensor { path: self.root.clone(), name: name.to_string() })
     }
 
     /// Total bytes of tensor data.
     pub fn n_bytes(&self) -> usize {
-        self.index
-            .keys()
-            .filter_map(|n| self.get(n))
-            .map(|t| t.data.len())
-            .sum()
+        self.index.keys().filter_map(|n| self.get(n)).map(|t| t.data.len()).sum()
     }
 
     /// Reads a floating-point tensor in its stored precision, checking its shape.
@@ -275,21 +243,11 @@ impl<'a> TensorRef<'a> {
     pub fn to_half_or_float(&self) -> Result<HalfOrFloat> {
         let d = self.data;
         Ok(match self.dtype {
-            Dtype::F32 => HalfOrFloat::F32(
-                d.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            Dtype::F16 => HalfOrFloat::F16(
-                d.chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
-            Dtype::BF16 => HalfOrFloat::Bf16(
-                d.chunks_exact(2)
-                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
+            Dtype::F32 => {
+                HalfOrFloat::F32(d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            }
+            Dtype::F16 => HalfOrFloat::F16(d.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
+            Dtype::BF16 => HalfOrFloat::Bf16(d.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]])).collect()),
             other => return Err(self.unsupported(other)),
         })
     }
@@ -334,17 +292,9 @@ impl OwnedTensor {
         let (dtype, bytes) = match data {
             HalfOrFloat::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             HalfOrFloat::F16(v) => (Dtype::F16, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            HalfOrFloat::Bf16(v) => (
-                Dtype::BF16,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ),
+            HalfOrFloat::Bf16(v) => (Dtype::BF16, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         };
-        OwnedTensor {
-            name: name.into(),
-            dtype,
-            shape,
-            data: bytes,
-        }
+        OwnedTensor { name: name.into(), dtype, shape, data: bytes }
     }
 }
 
@@ -359,20 +309,15 @@ pub fn write_safetensors(
 ) -> Result<()> {
     let mut views = Vec::with_capacity(tensors.len());
     for t in tensors {
-        let view = TensorView::new(t.dtype, t.shape.clone(), &t.data).map_err(|e| {
-            FormatError::Safetensors {
-                path: path.to_path_buf(),
-                reason: format!("tensor `{}`: {e}", t.name),
-            }
+        let view = TensorView::new(t.dtype, t.shape.clone(), &t.data).map_err(|e| FormatError::Safetensors {
+            path: path.to_path_buf(),
+            reason: format!("tensor `{}`: {e}", t.name),
         })?;
         views.push((t.name.as_str(), view));
     }
     let tmp = crate::atomic::temp_path(path);
     let result = safetensors::serialize_to_file(views, metadata, &tmp)
-        .map_err(|e| FormatError::Safetensors {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| FormatError::Safetensors { path: path.to_path_buf(), reason: e.to_string() })
         .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| FormatError::io(path, e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -46,11 +46,7 @@ pub struct Raw {
 impl Raw {
     /// Magic, version, tensor count, metadata count.
     pub fn header(version: u32, n_tensors: u64, n_kv: u64) -> Raw {
-        Raw::default()
-            .raw(b"GGUF")
-            .u32(version)
-            .u64(n_tensors)
-            .u64(n_kv)
+        Raw::default().raw(b"GGUF").u32(version).u64(n_tensors).u64(n_kv)
     }
 
     pub fn raw(mut self, b: &[u8]) -> Raw {
