@@ -67,3 +67,14 @@ fn syntax_errors_are_reported() {
         assert!(err.to_string().contains("syntax error"), "{err}");
     }
 }
+
+#[test]
+fn loop_controls_are_enabled() {
+    let template = ChatTemplate::new(
+        "{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}\
+         {{ m.content }}{% if loop.index > 2 %}{% break %}{% endif %}{% endfor %}",
+    )
+    .expect("compile");
+    let messages = [ChatMessage::system("s"), ChatMessage::user("a"), ChatMessage::user("b"), ChatMessage::user("c")];
+    assert_eq!(template.render(&messages, false, &extras()).expect("render"), "ab");
+}

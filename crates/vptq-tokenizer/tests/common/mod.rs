@@ -42,8 +42,9 @@ pub fn smollm2() -> Option<&'static Tokenizer> {
 ///
 /// Obtained with tests/golden/make_golden.py from the same GGUF: the Python `tokenizers` library (0.23)
 /// assembled from the GGUF vocabulary and merges with SmolLM2's published pre-tokenizer (Digits(individual)
-/// then ByteLevel). transformers' GGUF converter (5.23) gives the same ids on every string except the last,
-/// where it ignores the "smollm" pre-tokenizer name and applies the plain GPT-2 regex.
+/// then ByteLevel). llama.cpp (llama-cpp-python 0.3.36, vocab_only) gives the same ids on every string.
+/// transformers' GGUF converter (5.23) agrees except on the last string, where it ignores the "smollm"
+/// pre-tokenizer name and applies the plain GPT-2 regex.
 pub const GOLDEN: &[(&str, &[u32])] = &[
     ("12345", &[33, 34, 35, 36, 37]),
     ("café 日本語 🙂", &[83, 1939, 2756, 17097, 241, 115, 40993, 179, 120, 248, 47526]),

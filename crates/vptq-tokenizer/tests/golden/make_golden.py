@@ -1,17 +1,20 @@
-"""Reference token ids for tests/smollm2_gguf.rs (documentation; not run by CI).
+"""Reference token ids for the SmolLM2 golden tests (tests/common/mod.rs). Documentation; not run by CI.
 
-Two Python references are computed from the SmolLM2-135M-Instruct GGUF:
-  1. transformers' own GGUF tokenizer converter (`convert_gguf_tokenizer`, the code behind
+Three references are computed from the SmolLM2-135M-Instruct GGUF:
+  1. the Python `tokenizers` library assembled by hand from the GGUF vocabulary and merges with the
+     pre-tokenizer of SmolLM2's published tokenizer.json (Digits(individual) then ByteLevel, no prefix space);
+  2. transformers' own GGUF tokenizer converter (`convert_gguf_tokenizer`, the code behind
      AutoTokenizer.from_pretrained(dir, gguf_file=name); called directly because that entry point's GGUF
      reader imports torch, which is not needed for tokenizers);
-  2. the Python `tokenizers` library assembled by hand from the GGUF vocabulary and merges with the
-     pre-tokenizer of SmolLM2's published tokenizer.json (Digits(individual) then ByteLevel, no prefix space).
-The golden values are those of (2). transformers 5.23 does not know the GGUF pre-tokenizer name "smollm" and
-falls back to the plain GPT-2 regex, so (1) differs where digits follow a run of spaces (reported on stderr);
-llama.cpp's "smollm" pre-tokenizer splits digits first, as (2) does.
+  3. llama.cpp itself through llama-cpp-python (vocab_only), when it is installed: an implementation that
+     shares no code with `tokenizers`.
+The golden values are those of (1); (3) agrees on every string (llama-cpp-python 0.3.36). transformers 5.23
+does not know the GGUF pre-tokenizer name "smollm" and falls back to the plain GPT-2 regex, so (2) differs
+where digits follow a run of spaces (reported on stderr).
 
-Setup (outside the repository):
+Setup (outside the repository; llama-cpp-python builds llama.cpp from source, several minutes):
   python3 -m venv /tmp/tokref && /tmp/tokref/bin/pip install transformers tokenizers gguf sentencepiece protobuf
+  /tmp/tokref/bin/pip install llama-cpp-python   # optional, reference (3)
   /tmp/tokref/bin/python crates/vptq-tokenizer/tests/golden/make_golden.py
 """
 
@@ -83,15 +86,28 @@ def by_hand():
     return tok
 
 
+def with_llama_cpp():
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        print("llama-cpp-python not installed: reference (3) skipped", file=sys.stderr)
+        return None
+    model = Llama(os.path.join(DIR, NAME), vocab_only=True, verbose=False)
+    return lambda text: model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+
 def main():
     hf = with_transformers()
     hand = by_hand()
+    llama = with_llama_cpp()
     out = {}
     for s in STRINGS:
         a = hf.encode(s, add_special_tokens=False).ids
         b = hand.encode(s, add_special_tokens=False).ids
         if a != b:
             print(f"MISMATCH for {s!r}: transformers {a} vs by-hand {b}", file=sys.stderr)
+        if llama is not None and llama(s) != b:
+            print(f"MISMATCH for {s!r}: llama.cpp {llama(s)} vs by-hand {b}", file=sys.stderr)
         out[s] = {"ids": b, "tokens": hand.encode(s, add_special_tokens=False).tokens}
     for s, v in out.items():
         print(f"{json.dumps(s, ensure_ascii=False)}: {v['ids']}  # {v['tokens']}")
