@@ -104,7 +104,7 @@ pub fn hf_config_json(c: &LlamaConfig, tokenizer: Option<&Tokenizer>, dtype: Exp
         "num_key_value_heads": c.n_kv_heads,
         "head_dim": c.head_dim,
         "vocab_size": c.vocab_size,
-        "rms_norm_eps": c.rms_eps,
+        "rms_norm_eps": format!("{:e}", c.rms_eps).parse::<f64>().unwrap_or(c.rms_eps as f64),
         "rope_theta": c.rope_theta,
         "max_position_embeddings": c.max_seq_len,
         "tie_word_embeddings": c.tie_embeddings,
@@ -229,6 +229,9 @@ pub fn export_hf(model: &Llama, tokenizer: &Tokenizer, out: &Path, dtype: Export
         let text = serde_json::to_string_pretty(&config).map_err(|e| ModelError::InvalidArgument(e.to_string()))?;
         vptq_format::atomic::write_bytes_atomic(&dir.join("config.json"), text.as_bytes())?;
         tokenizer.save_hf_files(dir)?;
+        let generation = serde_json::to_string_pretty(&tokenizer.generation_config_json())
+            .map_err(|e| ModelError::InvalidArgument(e.to_string()))?;
+        vptq_format::atomic::write_bytes_atomic(&dir.join("generation_config.json"), generation.as_bytes())?;
         Ok(())
     })
 }
