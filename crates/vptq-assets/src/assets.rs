@@ -72,13 +72,16 @@ pub const SMOLLM2: Reference =
 pub const QWEN_CODER: Reference =
     Reference { n_bytes: 1_117_320_768, sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046" };
 
-/// The de-tagged Brown corpus as produced by [`crate::brown`] (5,965,974 characters, all ASCII).
+/// The de-tagged Brown corpus as produced by [`crate::brown`] (one paragraph per line,
+/// 5,965,974 characters in 15,667 lines, all ASCII).
 ///
 /// data.md's reference text is 5,966,342 characters with sha256 `a1e97e4c…62de`; this crate's
-/// detokenizer does not reproduce it (368 characters shorter), so the cache verifies against
-/// its own output instead.
+/// text is 368 characters shorter and does not hash the same, but it has the reference's
+/// paragraph structure (held-out part starts "A carbine cracked more loudly") and reproduces
+/// its SmolLM2 numbers within 0.2 % (1,308,500 tokens; perplexity 36.16 vs 36.17 on the first
+/// 16 windows, 59.40 vs 59.47 held out), so the cache verifies against its own output.
 pub const BROWN: Reference =
-    Reference { n_bytes: 5_965_974, sha256: "a997c926881e9e3dcd53c346b03d9b05c303729d0e3ffc7096cb17745abe9330" };
+    Reference { n_bytes: 5_965_974, sha256: "f2d5d419dd507e11ec19d6e7e31652a88a659fd4dc706456407ed65f74a60e73" };
 
 /// data.md's reference Brown text, which [`BROWN`] does not match.
 pub const BROWN_DATA_MD: Reference =

@@ -1,5 +1,10 @@
 //! The Brown corpus, de-tagged: NLTK's tagged sample files (`word/tag` tokens, one sentence per
-//! line, blank lines between paragraphs) turned into plain text, one sentence per line.
+//! line, blank lines between paragraphs) turned into plain text, one paragraph per line.
+//!
+//! One paragraph per line (not one sentence per line) is what reproduces data.md's Brown
+//! numbers: SmolLM2 tokens (1.31 M) and perplexities (36.17 / 59.47) within 0.2 %, and the
+//! held-out part starting "A carbine cracked more loudly". With one sentence per line the text
+//! has 42 k more tokens (a `"\n"` token per sentence) and an 8 % lower perplexity.
 //!
 //! Rules (token level, applied to the word part of each token, i.e. the text before its LAST
 //! `/`, so `and/or/cc` keeps `and/or` and tags such as `.-hl`, `np$` or `nn-tl` never matter):
@@ -7,7 +12,8 @@
 //!   quote to the previous one;
 //! - `,` `.` `;` `:` `?` `!` `)` stick to the previous token, `(` to the next one;
 //! - every other pair of tokens is separated by one space (`--`, `&`, a lone `'`, ...);
-//! - blank lines are dropped and each sentence ends with `"\n"`.
+//! - the sentences of a paragraph (a run of non-blank lines) are joined by one space, each
+//!   paragraph ends with `"\n"`, and blank lines are dropped.
 //!
 //! Sample files are `c` + genre letter `a`..`r` + two digits, read in name order.
 //!
@@ -49,13 +55,29 @@ pub fn detokenize_line(line: &str) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-/// De-tags a whole sample file: one sentence per output line, each ending in `"\n"`.
+/// De-tags a whole sample file: one paragraph per output line (its sentences joined by one
+/// space), each ending in `"\n"`.
 pub fn detokenize_file(contents: &str, out: &mut String) {
+    // True while the current output line holds at least one sentence.
+    let mut in_paragraph = false;
     for line in contents.lines() {
-        if let Some(sentence) = detokenize_line(line) {
-            out.push_str(&sentence);
-            out.push('\n');
+        match detokenize_line(line) {
+            Some(sentence) => {
+                if in_paragraph {
+                    out.push(' ');
+                }
+                out.push_str(&sentence);
+                in_paragraph = true;
+            }
+            None if in_paragraph => {
+                out.push('\n');
+                in_paragraph = false;
+            }
+            None => {}
         }
+    }
+    if in_paragraph {
+        out.push('\n');
     }
 }
 
@@ -156,6 +178,18 @@ mod tests {
         let mut out = String::new();
         detokenize_file("\n\n\tA/at b/nn ./.\n\n\n\tC/np ./.\n", &mut out);
         assert_eq!(out, "A b.\nC.\n");
+    }
+
+    #[test]
+    fn one_paragraph_per_line() {
+        // Sentences of a paragraph are joined by one space, each sentence detokenized on its
+        // own (so a sentence that opens with `)` keeps its space); headlines join the next
+        // sentence; a file without a final newline or blank line still ends its paragraph.
+        let file = "\n\n\tA/at b/nn ./.\nC/np !/. !/.\n)/) d/nn ./.\n \n\n\
+                    Merger/nn-hl proposed/vbn-hl \nHowever/wrb ,/, e/nn ./.\n\tF/np ?/.";
+        let mut out = String::new();
+        detokenize_file(file, &mut out);
+        assert_eq!(out, "A b. C!! ) d.\nMerger proposed However, e. F?\n");
     }
 
     #[test]

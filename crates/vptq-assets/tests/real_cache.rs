@@ -53,15 +53,8 @@ fn cached_brown_split_follows_the_ninety_percent_rule() {
     let total = calibration.len() + 1 + held_out.len();
     assert!(calibration.len() <= total * 9 / 10);
     assert!(!held_out.contains('\n') || held_out.ends_with('\n'));
-    if sha256 == BROWN_DATA_MD.sha256 {
-        // data.md's reference text.
-        assert!(held_out.starts_with("A carbine cracked more loudly"));
-    } else {
-        assert_eq!(sha256, BROWN.sha256);
-        // This crate's text is 368 characters shorter, so its 90 % point falls two sentences
-        // after data.md's.
-        assert!(held_out.starts_with("Toward the west this depression led toward a draw."));
-        let carbine = calibration.rfind("\nA carbine cracked more loudly").unwrap();
-        assert!(calibration.len() - carbine < 300);
-    }
+    // Both data.md's reference text and ours (one paragraph per line, 368 characters shorter) split where
+    // data.md says the held-out part begins.
+    assert!(sha256 == BROWN_DATA_MD.sha256 || sha256 == BROWN.sha256, "unexpected Brown text {sha256}");
+    assert!(held_out.starts_with("A carbine cracked more loudly"), "{}", &held_out[..80.min(held_out.len())]);
 }

@@ -23,40 +23,50 @@ pub struct AttnShape {
     pub head_dim: usize,
 }
 
+/// Query rows per task: causal masking means block b only needs keys up to its last row, so blocking skips
+/// most of the masked upper triangle and gives the thread pool more, smaller tasks.
+const QUERY_BLOCK: usize = 64;
+
 /// Computes attention output `[n, n_heads · head_dim]` from `q` (`[n, n_heads · head_dim]`) and the cache
 /// `k`, `v` (`[pos0 + n, n_kv_heads · head_dim]`, the new tokens already appended).
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape) -> Vec<f32> {
     let AttnShape { n, pos0, n_heads, n_kv_heads, head_dim } = s;
     let q_dim = n_heads * head_dim;
     let kv_dim = n_kv_heads * head_dim;
-    let len = pos0 + n; // keys visible to the last query
-    debug_assert_eq!(k.len(), len * kv_dim);
+    debug_assert_eq!(k.len(), (pos0 + n) * kv_dim);
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let per_head: Vec<Vec<f32>> = (0..n_heads)
-        .into_par_iter()
-        .map(|h| {
+    let n_blocks = n.div_ceil(QUERY_BLOCK);
+    let tasks: Vec<(usize, usize)> = (0..n_heads).flat_map(|h| (0..n_blocks).map(move |b| (h, b))).collect();
+    let parts: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(h, b)| {
             let kvh = h / group;
-            let mut scores = vec![0f32; n * len]; // [n, len]
-            matmul_abt_strided(&q[h * head_dim..], q_dim, &k[kvh * head_dim..], kv_dim, &mut scores, n, len, head_dim);
+            let r0 = b * QUERY_BLOCK;
+            let rows = QUERY_BLOCK.min(n - r0);
+            let len = pos0 + r0 + rows; // keys visible to the block's last query
+            let mut scores = vec![0f32; rows * len]; // [rows, len]
+            let q_block = &q[r0 * q_dim + h * head_dim..];
+            matmul_abt_strided(q_block, q_dim, &k[kvh * head_dim..], kv_dim, &mut scores, rows, len, head_dim);
             for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-                let visible = pos0 + i + 1;
+                let visible = pos0 + r0 + i + 1;
                 for s in &mut row[..visible] {
                     *s *= scale;
                 }
                 row[visible..].fill(f32::NEG_INFINITY);
                 softmax(row);
             }
-            let mut out = vec![0f32; n * head_dim]; // [n, head_dim]
-            matmul_ab_strided(&scores, &v[kvh * head_dim..], kv_dim, &mut out, head_dim, n, len, head_dim);
+            let mut out = vec![0f32; rows * head_dim]; // [rows, head_dim]
+            matmul_ab_strided(&scores, &v[kvh * head_dim..], kv_dim, &mut out, head_dim, rows, len, head_dim);
             out
         })
         .collect();
     let mut out = vec![0f32; n * q_dim];
-    for (h, part) in per_head.iter().enumerate() {
-        for t in 0..n {
-            out[t * q_dim + h * head_dim..t * q_dim + (h + 1) * head_dim]
-                .copy_from_slice(&part[t * head_dim..(t + 1) * head_dim]);
+    for (&(h, b), part) in tasks.iter().zip(&parts) {
+        let r0 = b * QUERY_BLOCK;
+        for (i, row) in part.chunks_exact(head_dim).enumerate() {
+            let t = r0 + i;
+            out[t * q_dim + h * head_dim..t * q_dim + (h + 1) * head_dim].copy_from_slice(row);
         }
     }
     out
@@ -108,7 +118,9 @@ mod tests {
 
     #[test]
     fn attention_matches_reference_prefill_and_decode() {
-        for &(n, pos0, nh, nkv, d) in &[(5, 0, 4, 2, 8), (1, 7, 3, 1, 16), (3, 4, 2, 2, 6), (9, 0, 6, 3, 4)] {
+        for &(n, pos0, nh, nkv, d) in
+            &[(5, 0, 4, 2, 8), (1, 7, 3, 1, 16), (3, 4, 2, 2, 6), (9, 0, 6, 3, 4), (150, 0, 2, 1, 8), (70, 30, 3, 3, 4)]
+        {
             let s = AttnShape { n, pos0, n_heads: nh, n_kv_heads: nkv, head_dim: d };
             let q = vals(1, n * nh * d);
             let k = vals(2, (pos0 + n) * nkv * d);
