@@ -187,31 +187,59 @@ fn gemv(x: &[f32], w: WeightView<'_>, y: &mut [f32], n: usize, in_features: usiz
     }
 }
 
-/// f32 GEMM through the `gemm` crate; `threaded` lets it use the current rayon pool.
-fn gemm_f32(x: &[f32], w: &[f32], y: &mut [f32], n: usize, in_features: usize, out_features: usize, threaded: bool) {
-    let parallelism = if threaded && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: dst is y [n, out] row-major (row stride out, col stride 1); lhs is x [n, in] row-major; rhs is
-    // Wᵀ [in, out], read from W [out, in] with row stride 1 and column stride in. All lengths were asserted by
-    // the caller, so every index the GEMM touches is in bounds, and y does not alias x or w.
+/// A matrix operand for [`gemm_into`]: element (r, c) of a `[rows, cols]` matrix is `data[r·rs + c·cs]`, so
+/// transposed and strided views (heads interleaved in the KV cache) need no copy.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl Operand<'_> {
+    /// True when every element of a `[rows, cols]` view lies inside `data`.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst[m, n] = lhs[m, k] · rhs[k, n]`, `dst` row-major with row stride `dst_rs`.
+///
+/// # Panics
+/// If an operand is too short for its shape and strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+    m: usize,
+    n: usize,
+    k: usize,
+    parallelism: gemm::Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(lhs.fits(m, k) && rhs.fits(k, n), "gemm_into: operand too short");
+    assert!((m - 1) * dst_rs + n <= dst.len(), "gemm_into: dst too short");
+    // SAFETY: every element the GEMM reads or writes was bounds-checked above through the same strides it is
+    // given; `dst` is a unique borrow, so it aliases neither operand.
     unsafe {
         gemm::gemm(
+            m,
             n,
-            out_features,
-            in_features,
-            y.as_mut_ptr(),
+            k,
+            dst.as_mut_ptr(),
             1,
-            out_features as isize,
+            dst_rs as isize,
             false,
-            x.as_ptr(),
-            1,
-            in_features as isize,
-            w.as_ptr(),
-            in_features as isize,
-            1,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
             0.0,
             1.0,
             false,
@@ -222,44 +250,28 @@ fn gemm_f32(x: &[f32], w: &[f32], y: &mut [f32], n: usize, in_features: usize, o
     }
 }
 
-/// `y[n, m] = a[n, k] · b[m, k]ᵀ` (both row-major, single-threaded): attention scores `Q·Kᵀ`.
-///
-/// `a_rs`/`b_rs` are the row strides of `a` and `b` in elements (heads interleaved in the KV cache).
+/// f32 GEMM `y[n, out] = x[n, in] · Wᵀ`; `threaded` lets it use the current rayon pool.
+fn gemm_f32(x: &[f32], w: &[f32], y: &mut [f32], n: usize, in_features: usize, out_features: usize, threaded: bool) {
+    let parallelism = if threaded && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    let x = Operand { data: x, rs: in_features, cs: 1 };
+    let wt = Operand { data: w, rs: 1, cs: in_features }; // Wᵀ [in, out] read from W [out, in]
+    gemm_into(y, out_features, x, wt, n, out_features, in_features, parallelism);
+}
+
+/// `y[n, m] = a[n, k] · b[m, k]ᵀ` (single-threaded): attention scores `Q·Kᵀ`. `a_rs`/`b_rs` are the row strides
+/// of `a` and `b` in elements (heads interleaved in the KV cache).
 ///
 /// # Panics
 /// If a slice is too short for the given shape and strides.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_abt_strided(a: &[f32], a_rs: usize, b: &[f32], b_rs: usize, y: &mut [f32], n: usize, m: usize, k: usize) {
-    assert!(y.len() >= n * m);
-    assert!(n == 0 || a.len() >= (n - 1) * a_rs + k);
-    assert!(m == 0 || b.len() >= (m - 1) * b_rs + k);
-    if n == 0 || m == 0 {
-        return;
-    }
-    // SAFETY: bounds asserted above; y does not alias a or b.
-    unsafe {
-        gemm::gemm(
-            n,
-            m,
-            k,
-            y.as_mut_ptr(),
-            1,
-            m as isize,
-            false,
-            a.as_ptr(),
-            1,
-            a_rs as isize,
-            b.as_ptr(),
-            b_rs as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    let a = Operand { data: a, rs: a_rs, cs: 1 };
+    let bt = Operand { data: b, rs: 1, cs: b_rs };
+    gemm_into(y, m, a, bt, n, m, k, gemm::Parallelism::None);
 }
 
 /// `y[n, k] = p[n, m] · v[m, k]` (single-threaded), `v` with row stride `v_rs`, `y` with row stride `y_rs`:
@@ -269,34 +281,7 @@ pub fn matmul_abt_strided(a: &[f32], a_rs: usize, b: &[f32], b_rs: usize, y: &mu
 /// If a slice is too short for the given shape and strides.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_ab_strided(p: &[f32], v: &[f32], v_rs: usize, y: &mut [f32], y_rs: usize, n: usize, m: usize, k: usize) {
-    assert!(p.len() >= n * m);
-    assert!(m == 0 || v.len() >= (m - 1) * v_rs + k);
-    assert!(n == 0 || y.len() >= (n - 1) * y_rs + k);
-    if n == 0 || k == 0 {
-        return;
-    }
-    // SAFETY: bounds asserted above; y does not alias p or v.
-    unsafe {
-        gemm::gemm(
-            n,
-            k,
-            m,
-            y.as_mut_ptr(),
-            1,
-            y_rs as isize,
-            false,
-            p.as_ptr(),
-            1,
-            m as isize,
-            v.as_ptr(),
-            1,
-            v_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    let p = Operand { data: p, rs: m, cs: 1 };
+    let v = Operand { data: v, rs: v_rs, cs: 1 };
+    gemm_into(y, y_rs, p, v, n, k, m, gemm::Parallelism::None);
 }

@@ -54,31 +54,29 @@ impl ExportDtype {
     }
 }
 
-/// Permutation from llama.cpp's q/k row order back to Hugging Face's: `hf[h·d + j·d/2 + i] = gguf[h·d + 2i + j]`.
-pub fn unpermute_rows(w: &[f32], n_heads: usize, head_dim: usize, in_features: usize) -> Vec<f32> {
-    let mut out = vec![0f32; w.len()];
-    let half = head_dim / 2;
-    for h in 0..n_heads {
-        for i in 0..half {
-            for j in 0..2 {
-                let src = (h * head_dim + 2 * i + j) * in_features;
-                let dst = (h * head_dim + j * half + i) * in_features;
-                out[dst..dst + in_features].copy_from_slice(&w[src..src + in_features]);
-            }
-        }
-    }
-    out
+/// Which way [`permute_rows`] maps q/k rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOrder {
+    /// Hugging Face's order to llama.cpp's (what llama.cpp's converter does).
+    HfToGguf,
+    /// llama.cpp's order back to Hugging Face's.
+    GgufToHf,
 }
 
-/// The inverse of [`unpermute_rows`]: Hugging Face row order to llama.cpp's.
-pub fn permute_rows(w: &[f32], n_heads: usize, head_dim: usize, in_features: usize) -> Vec<f32> {
+/// Reorders the rows of a q or k projection `[n_heads · head_dim, in_features]`; per head, GGUF row `2i + j`
+/// is HF row `j·d/2 + i`.
+pub fn permute_rows(w: &[f32], n_heads: usize, head_dim: usize, in_features: usize, order: RowOrder) -> Vec<f32> {
     let mut out = vec![0f32; w.len()];
     let half = head_dim / 2;
     for h in 0..n_heads {
         for i in 0..half {
             for j in 0..2 {
-                let src = (h * head_dim + j * half + i) * in_features;
-                let dst = (h * head_dim + 2 * i + j) * in_features;
+                let hf = (h * head_dim + j * half + i) * in_features;
+                let gguf = (h * head_dim + 2 * i + j) * in_features;
+                let (src, dst) = match order {
+                    RowOrder::HfToGguf => (hf, gguf),
+                    RowOrder::GgufToHf => (gguf, hf),
+                };
                 out[dst..dst + in_features].copy_from_slice(&w[src..src + in_features]);
             }
         }
@@ -207,8 +205,8 @@ pub fn export_hf(model: &Llama, tokenizer: &Tokenizer, out: &Path, dtype: Export
             let mut bias = bias;
             if c.rope_layout == RopeLayout::Interleaved && matches!(short, "q_proj" | "k_proj") {
                 let heads = if short == "q_proj" { c.n_heads } else { c.n_kv_heads };
-                w = unpermute_rows(&w, heads, c.head_dim, l.in_features());
-                bias = bias.map(|b| unpermute_rows(&b, heads, c.head_dim, 1));
+                w = permute_rows(&w, heads, c.head_dim, l.in_features(), RowOrder::GgufToHf);
+                bias = bias.map(|b| permute_rows(&b, heads, c.head_dim, 1, RowOrder::GgufToHf));
             }
             push(format!("{p}.{group}.{short}.weight"), vec![l.out_features(), l.in_features()], w, false);
             if let Some(b) = bias {
@@ -244,7 +242,8 @@ mod tests {
     fn permute_and_unpermute_are_inverse() {
         let (heads, d, inf) = (3, 8, 5);
         let w: Vec<f32> = (0..heads * d * inf).map(|i| i as f32).collect();
-        assert_eq!(unpermute_rows(&permute_rows(&w, heads, d, inf), heads, d, inf), w);
-        assert_ne!(permute_rows(&w, heads, d, inf), w);
+        let gguf = permute_rows(&w, heads, d, inf, RowOrder::HfToGguf);
+        assert_ne!(gguf, w);
+        assert_eq!(permute_rows(&gguf, heads, d, inf, RowOrder::GgufToHf), w);
     }
 }

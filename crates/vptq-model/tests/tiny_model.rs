@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use vptq_format::gguf::{GgufFile, GgufWriter, MetaValue};
 use vptq_format::hf::{write_safetensors, HalfOrFloat, OwnedTensor};
-use vptq_model::export::permute_rows;
+use vptq_model::export::{permute_rows, RowOrder};
 use vptq_model::load::{load_gguf_weights, load_hf_weights};
 use vptq_model::{KvCache, LoadOptions, LogitsMode, WeightDtype};
 
@@ -121,7 +121,9 @@ impl Tiny {
         let put = |w: &mut GgufWriter, gg: &str, hf: &str, rows_heads: Option<usize>| {
             let (shape, v) = &self.t[hf];
             let v = match rows_heads {
-                Some(heads) if permute => permute_rows(v, heads, self.head_dim, shape.get(1).copied().unwrap_or(1)),
+                Some(heads) if permute => {
+                    permute_rows(v, heads, self.head_dim, shape.get(1).copied().unwrap_or(1), RowOrder::HfToGguf)
+                }
                 _ => v.clone(),
             };
             w.add_tensor_f32(gg, shape, &v);
