@@ -42,7 +42,14 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let ctx = cli.global.context();
-    let result = match cli.command {
+    let pool = match cli.global.thread_pool() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = pool.install(|| match cli.command {
         Command::Fetch(a) => commands::fetch::run(a, &ctx),
         Command::Generate(a) => commands::generate::run(a, &ctx),
         Command::Chat(a) => commands::chat::run(a, &ctx),
@@ -50,7 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(a) => commands::inspect::run(a, &ctx),
         Command::Bench(a) => commands::bench::run(a, &ctx),
         Command::Convert(a) => commands::convert::run(a, &ctx),
-    };
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

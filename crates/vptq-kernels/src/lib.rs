@@ -11,3 +11,4 @@ pub mod reference;
 mod simd;
 
 pub use dense::{matmul, DenseWeight, WeightView};
+pub use simd::dot_f32;

@@ -31,9 +31,25 @@ fn dot_f32_body<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Converts a run of half-precision weights to f32 in a fixed-size stack block, then dots.
+/// Widens a run of f16 weights (`half` uses F16C, detected once per call, for the whole slice).
+#[inline(always)]
+fn widen_f16(src: &[f16], dst: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    src.convert_to_f32_slice(dst);
+}
+
+/// Widens bf16 weights: a bf16 is the top half of an f32, so a shift that LLVM vectorizes.
+#[inline(always)]
+fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = f32::from_bits((s.to_bits() as u32) << 16);
+    }
+}
+
+/// Widens a block of half-precision weights to f32 on the stack, then dots: the block stays in L1, and the
+/// conversion runs as whole-slice SIMD instead of per element.
 macro_rules! dot_half_body {
-    ($name:ident, $t:ty) => {
+    ($name:ident, $t:ty, $widen:ident) => {
         #[inline(always)]
         fn $name<const FMA: bool>(x: &[f32], w: &[$t]) -> f32 {
             const BLOCK: usize = 256;
@@ -43,9 +59,7 @@ macro_rules! dot_half_body {
             let mut start = 0;
             while start < n {
                 let len = BLOCK.min(n - start);
-                for (d, s) in buf[..len].iter_mut().zip(&w[start..start + len]) {
-                    *d = s.to_f32();
-                }
+                $widen(&w[start..start + len], &mut buf[..len]);
                 sum += dot_f32_body::<FMA>(&x[start..start + len], &buf[..len]);
                 start += len;
             }
@@ -53,8 +67,63 @@ macro_rules! dot_half_body {
         }
     };
 }
-dot_half_body!(dot_f16_body, f16);
-dot_half_body!(dot_bf16_body, bf16);
+dot_half_body!(dot_f16_body, f16, widen_f16);
+dot_half_body!(dot_bf16_body, bf16, widen_bf16);
+
+/// f16 dot with explicit F16C conversion: `half`'s per-call conversion costs too much at GEMV row lengths.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_f16c(x: &[f32], w: &[f16]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = x.len().min(w.len());
+    let (xp, wp) = (x.as_ptr(), w.as_ptr() as *const u16);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (j, a) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 8j + 8 ≤ n, so 8 f16 (16 bytes) and 8 f32 are in bounds; unaligned loads.
+            let (wv, xv) = unsafe {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(wp.add(i + 8 * j) as *const __m128i)),
+                    _mm256_loadu_ps(xp.add(i + 8 * j)),
+                )
+            };
+            *a = _mm256_fmadd_ps(xv, wv, *a);
+        }
+        i += 32;
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds exactly 8 f32.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+    let mut total: f32 = lanes.iter().sum();
+    for k in i..n {
+        total += x[k] * w[k].to_f32();
+    }
+    total
+}
+
+macro_rules! dispatch_f16 {
+    () => {
+        /// Dot product `Σ x[i]·w[i]` over f16 weights, accumulated in f32 (over the shorter length).
+        pub fn dot_f16(x: &[f32], w: &[f16]) -> f32 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+                {
+                    // SAFETY: the features the function is compiled for were detected at run time.
+                    return unsafe { dot_f16_f16c(x, w) };
+                }
+            }
+            dot_f16_body::<false>(x, w)
+        }
+    };
+}
 
 macro_rules! dispatch {
     ($pub_name:ident, $body:ident, $wt:ty) => {
@@ -91,7 +160,7 @@ macro_rules! dispatch {
     };
 }
 dispatch!(dot_f32, dot_f32_body, f32);
-dispatch!(dot_f16, dot_f16_body, f16);
+dispatch_f16!();
 dispatch!(dot_bf16, dot_bf16_body, bf16);
 
 /// Converts half-precision values to f32 (`half` uses F16C when present).
@@ -102,6 +171,5 @@ pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
 
 /// Converts bfloat16 values to f32.
 pub fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    src.convert_to_f32_slice(dst);
+    widen_bf16(src, dst);
 }

@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 use vptq_kernels::dense::{matmul_ab_strided, matmul_abt_strided};
+use vptq_kernels::dot_f32;
 use vptq_kernels::ops::softmax;
 
 /// Shapes of one attention call.
@@ -26,6 +27,8 @@ pub struct AttnShape {
 /// Query rows per task: causal masking means block b only needs keys up to its last row, so blocking skips
 /// most of the masked upper triangle and gives the thread pool more, smaller tasks.
 const QUERY_BLOCK: usize = 64;
+/// Up to this many query rows, scores and outputs are plain dot products and axpys.
+const FEW_ROWS: usize = 4;
 
 /// Computes attention output `[n, n_heads · head_dim]` from `q` (`[n, n_heads · head_dim]`) and the cache
 /// `k`, `v` (`[pos0 + n, n_kv_heads · head_dim]`, the new tokens already appended).
@@ -47,7 +50,17 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape) -> Vec<f32> {
             let len = pos0 + r0 + rows; // keys visible to the block's last query
             let mut scores = vec![0f32; rows * len]; // [rows, len]
             let q_block = &q[r0 * q_dim + h * head_dim..];
-            matmul_abt_strided(q_block, q_dim, &k[kvh * head_dim..], kv_dim, &mut scores, rows, len, head_dim);
+            if rows <= FEW_ROWS {
+                // Decode: a GEMM call per head costs more in setup than these few dot products.
+                for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+                    let qi = &q_block[i * q_dim..i * q_dim + head_dim];
+                    for (j, s) in row.iter_mut().enumerate() {
+                        *s = dot_f32(qi, &k[j * kv_dim + kvh * head_dim..j * kv_dim + (kvh + 1) * head_dim]);
+                    }
+                }
+            } else {
+                matmul_abt_strided(q_block, q_dim, &k[kvh * head_dim..], kv_dim, &mut scores, rows, len, head_dim);
+            }
             for (i, row) in scores.chunks_exact_mut(len).enumerate() {
                 let visible = pos0 + r0 + i + 1;
                 for s in &mut row[..visible] {
@@ -57,7 +70,18 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape) -> Vec<f32> {
                 softmax(row);
             }
             let mut out = vec![0f32; rows * head_dim]; // [rows, head_dim]
-            matmul_ab_strided(&scores, &v[kvh * head_dim..], kv_dim, &mut out, head_dim, rows, len, head_dim);
+            if rows <= FEW_ROWS {
+                for (p_row, o) in scores.chunks_exact(len).zip(out.chunks_exact_mut(head_dim)) {
+                    for (j, &p) in p_row.iter().enumerate() {
+                        let vj = &v[j * kv_dim + kvh * head_dim..j * kv_dim + (kvh + 1) * head_dim];
+                        for (a, b) in o.iter_mut().zip(vj) {
+                            *a += p * b;
+                        }
+                    }
+                }
+            } else {
+                matmul_ab_strided(&scores, &v[kvh * head_dim..], kv_dim, &mut out, head_dim, rows, len, head_dim);
+            }
             out
         })
         .collect();
