@@ -72,11 +72,26 @@ pub enum FormatError {
         /// The dtype found.
         dtype: String,
     },
+    /// A VPTQ-quantized layer whose configuration or tensors are invalid or unsupported (vptq-spec.md §2).
+    #[error("{path}: VPTQ layer `{layer}`: {reason}")]
+    Vptq {
+        /// The file concerned (config.json or the safetensors shard holding the tensor).
+        path: PathBuf,
+        /// Full module path of the layer (e.g. `model.layers.0.self_attn.q_proj`), or `*` for the whole config.
+        layer: String,
+        /// What is wrong, naming the tensor or config key.
+        reason: String,
+    },
 }
 
 impl FormatError {
     /// Wraps an IO error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         FormatError::Io { path: path.into(), source }
+    }
+
+    /// A [`FormatError::Vptq`] for `layer` read from `path`.
+    pub fn vptq(path: impl Into<PathBuf>, layer: impl Into<String>, reason: impl Into<String>) -> Self {
+        FormatError::Vptq { path: path.into(), layer: layer.into(), reason: reason.into() }
     }
 }

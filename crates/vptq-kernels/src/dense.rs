@@ -251,7 +251,15 @@ fn gemm_into(
 }
 
 /// f32 GEMM `y[n, out] = x[n, in] · Wᵀ`; `threaded` lets it use the current rayon pool.
-fn gemm_f32(x: &[f32], w: &[f32], y: &mut [f32], n: usize, in_features: usize, out_features: usize, threaded: bool) {
+pub(crate) fn gemm_f32(
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    n: usize,
+    in_features: usize,
+    out_features: usize,
+    threaded: bool,
+) {
     let parallelism = if threaded && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {

@@ -1,5 +1,7 @@
-//! CPU kernels for the decoder: dense matmul/GEMV over f32, f16 and bf16 weights, RMSNorm, RoPE in both
-//! layouts, softmax, SwiGLU. Kernels see slices and shapes only, never models or configs.
+//! CPU kernels for the decoder: dense matmul/GEMV over f32, f16 and bf16 weights, VPTQ dequantization and
+//! matmul ([`vq`]), RMSNorm, RoPE in both layouts, softmax, SwiGLU. Kernels see slices and shapes only, never
+//! models or configs; the one type taken from `vptq-format` is the validated shape of a VPTQ weight
+//! (`VqLayout`) and its bit reader.
 //!
 //! Every fast path sits beside a scalar reference (`*_ref`, in [`reference`]) and is tested against it.
 //! Shapes: weights are `[out_features, in_features]` row-major; activations are `[n_tokens, features]`.
@@ -9,6 +11,7 @@ pub mod dense;
 pub mod ops;
 pub mod reference;
 mod simd;
+pub mod vq;
 
 pub use dense::{matmul, DenseWeight, WeightView};
 pub use simd::dot_f32;

@@ -181,7 +181,7 @@ pub fn write_dir_atomic(out: &Path, force: bool, fill: impl FnOnce(&Path) -> Res
 /// Writes `model` (dense) and `tokenizer` as a Hugging Face folder at `out`.
 ///
 /// # Errors
-/// Output exists (without `force`), a non-dense layer, IO and serialization errors.
+/// Output exists (without `force`), IO and serialization errors. VPTQ layers are written dequantized (dense).
 pub fn export_hf(model: &Llama, tokenizer: &Tokenizer, out: &Path, dtype: ExportDtype, force: bool) -> Result<()> {
     let c = &model.config;
     let mut tensors: Vec<OwnedTensor> = Vec::new();
@@ -192,6 +192,8 @@ pub fn export_hf(model: &Llama, tokenizer: &Tokenizer, out: &Path, dtype: Export
     let weight = |l: &Linear| -> (Vec<f32>, Option<Vec<f32>>) {
         match l {
             Linear::Dense(d) => (dense_f32(&d.weight), d.bias.clone()),
+            // Exported dense: the dequantized weight is exactly what the VPTQ layer computes with.
+            Linear::Vq(q) => (q.dequantize(), q.tensors.bias.clone()),
         }
     };
     push("model.embed_tokens.weight".into(), vec![c.vocab_size, c.hidden_size], dense_f32(&model.embed.weight), false);

@@ -22,7 +22,7 @@ pub use config::{Architecture, LlamaConfig, RopeScaling};
 pub use error::{ModelError, Result};
 pub use generate::{generate, GenerateOptions, Generation, Session, StopReason};
 pub use kv_cache::KvCache;
-pub use linear::{DenseLinear, Linear};
+pub use linear::{DenseLinear, Linear, VqLinear};
 pub use llama::{Block, Llama, LogitsMode};
 pub use load::{load_model, LoadOptions, LoadedModel, WeightDtype};
 pub use sampling::{Sampler, SamplingParams};

@@ -1,7 +1,15 @@
 //! The linear-layer seam: every projection of the model is a [`Linear`]. Formats plug in here as new variants;
 //! the model only calls [`Linear::forward`].
+//!
+//! VPTQ layers ([`VqLinear`]) stay packed in memory (indices as 32-bit words, codebooks in their stored
+//! precision). Their forward pass dequantizes one band of output rows at a time into a small f32 buffer and
+//! multiplies it densely (`vptq_kernels::vq::matmul_vq`), so the full dense weight is never materialized; this
+//! reference path costs a decode of every index per call and is meant to be replaced by fused kernels.
 
+use crate::error::{ModelError, Result};
+use vptq_format::vptq::VqTensors;
 use vptq_kernels::dense::{matmul, DenseWeight};
+use vptq_kernels::vq::{dequantize_ref, matmul_vq, VqView};
 
 /// A dense `[out_features, in_features]` weight with an optional bias.
 #[derive(Debug, Clone)]
@@ -35,11 +43,47 @@ impl DenseLinear {
     }
 }
 
+/// A VPTQ-quantized `[out_features, in_features]` weight (vptq-spec.md §2), kept packed, with its optional bias.
+#[derive(Debug, Clone)]
+pub struct VqLinear {
+    /// Layout, codebooks, packed indices, perm, scale/offset and bias, validated (boxed: keeps [`Linear`] small).
+    pub tensors: Box<VqTensors>,
+}
+
+impl VqLinear {
+    /// Wraps tensors after checking them against their layout (what the kernels rely on).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidArgument`] naming the inconsistent tensor.
+    pub fn new(tensors: VqTensors) -> Result<Self> {
+        tensors.validate().map_err(|e| ModelError::InvalidArgument(format!("VPTQ linear: {e}")))?;
+        Ok(VqLinear { tensors: Box::new(tensors) })
+    }
+
+    /// Borrowed kernel view.
+    pub fn view(&self) -> VqView<'_> {
+        VqView::new(&self.tensors)
+    }
+
+    /// The dense weight `Ŵ` `[out_features, in_features]` in f32 (reference dequantization; for export and
+    /// tests, not for the forward pass).
+    pub fn dequantize(&self) -> Vec<f32> {
+        dequantize_ref(&self.view())
+    }
+
+    /// Bias `[out_features]`, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.tensors.bias.as_deref()
+    }
+}
+
 /// A linear layer `y = x · Wᵀ + b` in any supported storage.
 #[derive(Debug, Clone)]
 pub enum Linear {
     /// Dense f32/f16/bf16 weight.
     Dense(DenseLinear),
+    /// VPTQ vector-quantized weight.
+    Vq(VqLinear),
 }
 
 impl Linear {
@@ -47,6 +91,7 @@ impl Linear {
     pub fn in_features(&self) -> usize {
         match self {
             Linear::Dense(d) => d.in_features,
+            Linear::Vq(q) => q.tensors.layout.in_features,
         }
     }
 
@@ -54,24 +99,29 @@ impl Linear {
     pub fn out_features(&self) -> usize {
         match self {
             Linear::Dense(d) => d.out_features,
+            Linear::Vq(q) => q.tensors.layout.out_features,
         }
     }
 
-    /// Bytes of weight storage read per token (weights and bias).
+    /// Bytes of weight storage read per token: weights and bias; for VPTQ the packed indices, codebooks, perm,
+    /// scale/offset and bias as held in memory.
     pub fn n_bytes(&self) -> usize {
         match self {
             Linear::Dense(d) => d.weight.n_bytes() + d.bias.as_ref().map_or(0, |b| b.len() * 4),
+            Linear::Vq(q) => q.tensors.n_bytes(),
         }
     }
 
-    /// Storage kind for reports ("f32", "f16", "bf16").
-    pub fn kind(&self) -> &'static str {
+    /// Storage kind for reports: "f32", "f16", "bf16", or a VPTQ description such as "vq v8 k65536+256".
+    pub fn kind(&self) -> String {
         match self {
             Linear::Dense(d) => match d.weight {
                 DenseWeight::F32(_) => "f32",
                 DenseWeight::F16(_) => "f16",
                 DenseWeight::Bf16(_) => "bf16",
-            },
+            }
+            .to_string(),
+            Linear::Vq(q) => q.tensors.layout.describe(),
         }
     }
 
@@ -80,16 +130,22 @@ impl Linear {
     /// # Panics
     /// If `x.len() != n · in_features` (an internal invariant of the model).
     pub fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let mut y = vec![0f32; n * self.out_features()];
-        match self {
+        let out_features = self.out_features();
+        let mut y = vec![0f32; n * out_features]; // [n, out]
+        let bias = match self {
             Linear::Dense(d) => {
                 matmul(x, d.weight.view(), &mut y, n, d.in_features, d.out_features);
-                if let Some(b) = &d.bias {
-                    for row in y.chunks_exact_mut(d.out_features) {
-                        for (v, bb) in row.iter_mut().zip(b) {
-                            *v += bb;
-                        }
-                    }
+                d.bias.as_deref()
+            }
+            Linear::Vq(q) => {
+                matmul_vq(&q.view(), x, &mut y, n);
+                q.bias()
+            }
+        };
+        if let Some(b) = bias {
+            for row in y.chunks_exact_mut(out_features) {
+                for (v, bb) in row.iter_mut().zip(b) {
+                    *v += bb;
                 }
             }
         }

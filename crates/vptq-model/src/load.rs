@@ -3,10 +3,16 @@
 //! GGUF tensors are dequantized to f32 (then optionally narrowed); q/k rows stay in llama.cpp's permuted order
 //! and the config selects adjacent-pair RoPE for them. HF tensors keep their stored precision unless a dtype is
 //! requested. Every tensor's shape is checked against the config before use.
+//!
+//! A Hugging Face folder whose `config.json` has `quantization_config.quant_method == "vptq"` (or the legacy
+//! top-level `quant_config`) loads each listed decoder projection as [`Linear::Vq`] (vptq-spec.md §2): looked up
+//! by full module path, then by short name, skipping `modules_to_not_convert`; the other projections, the
+//! embeddings and `lm_head` load as stored. VPTQ codebooks keep their stored precision whatever
+//! [`LoadOptions::dtype`] says.
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::linear::{DenseLinear, Linear};
+use crate::linear::{DenseLinear, Linear, VqLinear};
 use crate::llama::{Block, Llama};
 use crate::source::ModelSource;
 use half::{bf16, f16};
@@ -14,6 +20,7 @@ use rayon::prelude::*;
 use std::path::Path;
 use vptq_format::gguf::GgufFile;
 use vptq_format::hf::{HalfOrFloat, HfConfigRaw, TensorStore};
+use vptq_format::vptq::{read_vq_tensors, VptqConfig};
 use vptq_format::FormatError;
 use vptq_kernels::dense::DenseWeight;
 use vptq_tokenizer::Tokenizer;
@@ -152,13 +159,39 @@ pub fn read_hf_config(dir: &Path) -> Result<(HfConfigRaw, LlamaConfig)> {
 /// # Errors
 /// Missing tensors, wrong shapes, unsupported dtypes, invalid config.
 pub fn load_hf_weights(dir: &Path, opts: &LoadOptions) -> Result<Llama> {
-    let (_, config) = read_hf_config(dir)?;
+    let (raw, config) = read_hf_config(dir)?;
+    let config_path = dir.join("config.json");
+    let vptq = VptqConfig::from_hf_values(raw.quantization_config.as_ref(), raw.quant_config.as_ref(), &config_path)?;
     let store = TensorStore::open(dir)?;
     let c = &config;
-    let linear = |name: String, out_f: usize, in_f: usize, bias: bool| -> Result<Linear> {
-        let w = store.read_float(&format!("{name}.weight"), &[out_f, in_f])?;
+    let dense = |name: String, out_f: usize, in_f: usize, bias: bool| -> Result<Linear> {
+        let weight_name = format!("{name}.weight");
+        if vptq.is_some() && !store.contains(&weight_name) && store.contains(&format!("{name}.indices")) {
+            return Err(FormatError::vptq(
+                &config_path,
+                &name,
+                "has VPTQ tensors but no entry in config_for_layers or shared_layer_config",
+            )
+            .into());
+        }
+        let w = store.read_float(&weight_name, &[out_f, in_f])?;
         let b = if bias { Some(store.read_f32(&format!("{name}.bias"), &[out_f])?) } else { None };
         Ok(Linear::Dense(DenseLinear::new(convert(w, opts.dtype), b, in_f, out_f)))
+    };
+    // Decoder projections: VPTQ when the quantization config lists them, dense otherwise.
+    let linear = |name: String, out_f: usize, in_f: usize, bias: bool| -> Result<Linear> {
+        let layout = match &vptq {
+            Some(q) => q.layout_for(&name, out_f, in_f, bias)?,
+            None => None,
+        };
+        match layout {
+            Some(layout) => {
+                tracing::debug!(layer = %name, kind = %layout.describe(), "VPTQ linear");
+                let tensors = read_vq_tensors(&store, &name, &layout)?;
+                Ok(Linear::Vq(VqLinear::new(tensors)?))
+            }
+            None => dense(name, out_f, in_f, bias),
+        }
     };
     let (h, q, kv, ff) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
     let blocks = (0..c.n_layers)
@@ -181,7 +214,7 @@ pub fn load_hf_weights(dir: &Path, opts: &LoadOptions) -> Result<Llama> {
     let embed_w = store.read_float("model.embed_tokens.weight", &[c.vocab_size, h])?;
     let embed = DenseLinear::new(convert(embed_w, opts.dtype), None, h, c.vocab_size);
     // Tied models sometimes also save lm_head; the embedding is the source of truth for them.
-    let head = if c.tie_embeddings { None } else { Some(linear("lm_head".into(), c.vocab_size, h, false)?) };
+    let head = if c.tie_embeddings { None } else { Some(dense("lm_head".into(), c.vocab_size, h, false)?) };
     let norm = store.read_f32("model.norm.weight", &[h])?;
     if blocks.len() != c.n_layers {
         return Err(ModelError::config(dir, "layer count mismatch"));

@@ -80,4 +80,7 @@ pub struct HfConfigRaw {
     pub sliding_window: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization_config: Option<serde_json::Value>,
+    /// Legacy (VPTQ before 2024-11-18) top-level per-layer quantization map; see [`crate::vptq`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quant_config: Option<serde_json::Value>,
 }

@@ -46,6 +46,31 @@ pub enum HalfOrFloat {
     Bf16(Vec<bf16>),
 }
 
+impl HalfOrFloat {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            HalfOrFloat::F32(v) => v.len(),
+            HalfOrFloat::F16(v) => v.len(),
+            HalfOrFloat::Bf16(v) => v.len(),
+        }
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of storage.
+    pub fn n_bytes(&self) -> usize {
+        match self {
+            HalfOrFloat::F32(v) => v.len() * 4,
+            HalfOrFloat::F16(v) => v.len() * 2,
+            HalfOrFloat::Bf16(v) => v.len() * 2,
+        }
+    }
+}
+
 impl SafetensorsFile {
     /// Maps and validates a safetensors file.
     ///
