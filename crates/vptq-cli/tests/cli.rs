@@ -228,3 +228,54 @@ fn bad_arguments_and_inputs_fail_clearly() {
     fails(&["inspect", tmp.path().to_str().unwrap()], "config.json");
     fails(&["inspect", short.to_str().unwrap()], "not a GGUF file");
 }
+
+#[test]
+fn quantize_writes_a_loadable_vptq_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tiny_gguf(tmp.path());
+    let m = gguf.to_str().unwrap();
+    let text = tmp.path().join("calib.txt");
+    std::fs::write(&text, "the quick brown fox jumps over the lazy dog. ".repeat(20)).unwrap();
+    let out = tmp.path().join("vq");
+    let o = out.to_str().unwrap();
+    let args = [
+        "quantize",
+        "-m",
+        m,
+        "-o",
+        o,
+        "--preset",
+        "v4-k16",
+        "--calib",
+        text.to_str().unwrap(),
+        "--calib-samples",
+        "4",
+        "--calib-len",
+        "32",
+        "--kmeans-iters",
+        "3",
+        "--exclude",
+        "down_proj",
+    ];
+    ok(&args);
+    fails(&args, "--force");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    ok(&forced);
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let layers = config["quantization_config"]["config_for_layers"].as_object().unwrap();
+    assert_eq!(layers.len(), 2 * 6, "{config}");
+    assert!(
+        layers.contains_key("model.layers.1.self_attn.k_proj") && !layers.contains_key("model.layers.0.mlp.down_proj")
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("quantization_report.json")).unwrap()).unwrap();
+    assert!(report["model.layers.0.mlp.up_proj"]["proxy_err"].as_f64().unwrap().is_finite());
+    let info = ok(&["inspect", o]);
+    assert!(info.contains("llama (2 layers, hidden 32"), "{info}");
+    assert_eq!(greedy_tokens(o).len(), 12);
+    fails(
+        &["quantize", "-m", m, "-o", o, "--calib", text.to_str().unwrap(), "--calib-len", "100000", "--force"],
+        "fewer than one window",
+    );
+}

@@ -2,8 +2,9 @@
 //! `H = E[x xᵀ] [N, N]` to codebooks, indices, permutation and per-column scale/bias in the shape the packed
 //! Hugging Face VPTQ format needs.
 //!
-//! Depends on no other crate of the workspace: `algo/*` is pure math (no IO, no model), `layer.rs` runs the
-//! per-layer pipeline, `config.rs` holds the resolved [`VqConfig`] and its presets (`"v8-k65536-256"`).
+//! `algo/*` is pure math (no IO, no model), `layer.rs` runs the per-layer pipeline, `config.rs` holds the
+//! resolved [`VqConfig`] and its presets (`"v8-k65536-256"`); `pipeline.rs`, the only file that knows the model
+//! (`vptq-model`, `vptq-format`), collects Hessians, quantizes a whole model and writes the VPTQ folder.
 //! Dependencies: `rayon` (threads; every parallel reduction has a fixed chunking, so results do not depend on
 //! the thread count), `gemm` (imported by `algo/linalg.rs` only), `thiserror`.
 #![warn(missing_docs)]
@@ -13,6 +14,7 @@ pub mod algo;
 pub mod config;
 pub mod error;
 pub mod layer;
+pub mod pipeline;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -7,3 +7,4 @@ pub mod fetch;
 pub mod generate;
 pub mod inspect;
 pub mod ppl;
+pub mod quantize;
