@@ -23,7 +23,7 @@ pub use error::{ModelError, Result};
 pub use generate::{generate, GenerateOptions, Generation, Session, StopReason};
 pub use kv_cache::KvCache;
 pub use linear::{DenseLinear, Linear, VqLinear};
-pub use llama::{Block, Llama, LogitsMode};
+pub use llama::{Block, LinearInput, Llama, LogitsMode};
 pub use load::{load_model, LoadOptions, LoadedModel, WeightDtype};
 pub use sampling::{Sampler, SamplingParams};
 pub use source::{resolve_model, ModelSource};

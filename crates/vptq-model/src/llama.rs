@@ -46,6 +46,20 @@ impl Block {
     }
 }
 
+/// The input of a group of projections, as seen by a [`Llama::forward_observed`] observer: q/k/v share one
+/// input, gate/up share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinearInput {
+    /// Input of q_proj, k_proj and v_proj `[n, hidden]`.
+    Qkv,
+    /// Input of o_proj `[n, q_dim]`.
+    O,
+    /// Input of gate_proj and up_proj `[n, hidden]`.
+    Up,
+    /// Input of down_proj `[n, intermediate]`.
+    Down,
+}
+
 /// Which logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogitsMode {
@@ -107,6 +121,21 @@ impl Llama {
     /// # Errors
     /// A token outside the vocabulary, or more positions than the cache holds.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, mode: LogitsMode) -> Result<Vec<f32>> {
+        self.forward_observed(tokens, cache, mode, &mut |_, _, _| {})
+    }
+
+    /// [`Llama::forward`] that also shows `observe(layer, input, x)` every projection input `x [n, in_features]`
+    /// (the quantizer's calibration reads the Hessian proxies from these).
+    ///
+    /// # Errors
+    /// As [`Llama::forward`].
+    pub fn forward_observed(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        mode: LogitsMode,
+        observe: &mut dyn FnMut(usize, LinearInput, &[f32]),
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = tokens.len();
         if n == 0 {
@@ -128,6 +157,7 @@ impl Llama {
         let mut h = vec![0f32; n * hidden]; // [n, hidden] normalized input of each sub-layer
         for (layer, b) in self.blocks.iter().enumerate() {
             rmsnorm(&x, &b.attn_norm, c.rms_eps, &mut h);
+            observe(layer, LinearInput::Qkv, &h);
             let mut q = b.q_proj.forward(&h, n); // [n, q_dim]
             let mut k = b.k_proj.forward(&h, n); // [n, kv_dim]
             let v = b.v_proj.forward(&h, n); // [n, kv_dim]
@@ -137,12 +167,15 @@ impl Llama {
             let lc = &cache.layers[layer];
             let shape = AttnShape { n, pos0, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
             let att = attention(&q, &lc.k, &lc.v, shape); // [n, q_dim]
+            observe(layer, LinearInput::O, &att);
             add_in_place(&mut x, &b.o_proj.forward(&att, n));
 
             rmsnorm(&x, &b.ffn_norm, c.rms_eps, &mut h);
+            observe(layer, LinearInput::Up, &h);
             let mut gate = b.gate_proj.forward(&h, n); // [n, intermediate]
             let up = b.up_proj.forward(&h, n);
             silu_mul(&mut gate, &up);
+            observe(layer, LinearInput::Down, &gate);
             add_in_place(&mut x, &b.down_proj.forward(&gate, n));
         }
         let rows = match mode {

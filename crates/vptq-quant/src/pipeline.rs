@@ -16,10 +16,9 @@ use std::path::Path;
 use vptq_format::hf::{write_safetensors, HalfOrFloat, OwnedTensor};
 use vptq_format::vptq::{layer_config_json, vq_owned_tensors, VqLayerData, VqLayout, QUANT_METHOD_VPTQ};
 use vptq_format::FormatError;
-use vptq_kernels::ops::{add_in_place, rmsnorm, rope, silu_mul, RopeLayout};
-use vptq_model::attention::{attention, AttnShape};
+use vptq_kernels::ops::RopeLayout;
 use vptq_model::export::{hf_config_json, permute_rows, write_dir_atomic, ExportDtype, RowOrder};
-use vptq_model::{Linear, Llama, ModelError, Tokenizer};
+use vptq_model::{KvCache, Linear, Llama, LogitsMode, ModelError, Tokenizer};
 
 /// Errors of the whole-model pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -51,18 +50,8 @@ fn quant_err(module: impl Into<String>) -> impl FnOnce(QuantError) -> PipelineEr
     move |source| PipelineError::Quant { module, source }
 }
 
-/// Which linear input a captured activation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Site {
-    /// Input of q/k/v `[n, hidden]`.
-    Qkv,
-    /// Input of o_proj `[n, q_dim]`.
-    O,
-    /// Input of gate/up `[n, hidden]`.
-    Up,
-    /// Input of down_proj `[n, intermediate]`.
-    Down,
-}
+/// Which linear input a captured activation is (the model's own observation points).
+pub use vptq_model::LinearInput as Site;
 
 /// The four Hessian accumulators of one decoder block.
 #[derive(Debug, Clone)]
@@ -90,7 +79,7 @@ impl BlockHessians {
 
 /// Runs one sequence `tokens` (positions 0…) through `model` in full precision, calling
 /// `capture(layer, site, x)` with every linear input `x [n, in_features]`; returns all logits `[n, vocab]`.
-/// Mirrors `Llama::forward` step by step.
+/// Uses the model's own forward pass ([`Llama::forward_observed`]), so capture and inference cannot drift apart.
 ///
 /// # Errors
 /// An empty sequence, a token outside the vocabulary, or whatever `capture` returns.
@@ -99,53 +88,23 @@ pub fn forward_capture(
     tokens: &[u32],
     mut capture: impl FnMut(usize, Site, &[f32]) -> Result<()>,
 ) -> Result<Vec<f32>> {
-    let c = &model.config;
-    let n = tokens.len();
-    if n == 0 {
+    if tokens.is_empty() {
         return Err(PipelineError::InvalidArgument("calibration sequence is empty".into()));
     }
-    let hidden = c.hidden_size;
-    let mut x = vec![0f32; n * hidden]; // [n, hidden] residual stream
-    for (t, &id) in tokens.iter().enumerate() {
-        if id as usize >= c.vocab_size {
-            return Err(ModelError::TokenOutOfRange { id, vocab_size: c.vocab_size }.into());
+    let mut cache = KvCache::new(&model.config, tokens.len());
+    // The observer cannot return an error: keep the first one and report it after the pass.
+    let mut failed: Option<PipelineError> = None;
+    let logits = model.forward_observed(tokens, &mut cache, LogitsMode::All, &mut |layer, site, x| {
+        if failed.is_none() {
+            if let Err(e) = capture(layer, site, x) {
+                failed = Some(e);
+            }
         }
-        model.embed.row_f32(id as usize, &mut x[t * hidden..(t + 1) * hidden]);
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(logits),
     }
-    let inv_freq = c.inv_freq();
-    let positions: Vec<usize> = (0..n).collect();
-    let mut h = vec![0f32; n * hidden]; // [n, hidden]
-    for (layer, b) in model.blocks.iter().enumerate() {
-        rmsnorm(&x, &b.attn_norm, c.rms_eps, &mut h);
-        capture(layer, Site::Qkv, &h)?;
-        let mut q = b.q_proj.forward(&h, n); // [n, q_dim]
-        let mut k = b.k_proj.forward(&h, n); // [n, kv_dim]
-        let v = b.v_proj.forward(&h, n); // [n, kv_dim]
-        rope(&mut q, &positions, c.n_heads, c.head_dim, &inv_freq, c.rope_layout);
-        rope(&mut k, &positions, c.n_kv_heads, c.head_dim, &inv_freq, c.rope_layout);
-        let shape = AttnShape { n, pos0: 0, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
-        let att = attention(&q, &k, &v, shape); // [n, q_dim]
-        capture(layer, Site::O, &att)?;
-        add_in_place(&mut x, &b.o_proj.forward(&att, n));
-
-        rmsnorm(&x, &b.ffn_norm, c.rms_eps, &mut h);
-        capture(layer, Site::Up, &h)?;
-        let mut gate = b.gate_proj.forward(&h, n); // [n, intermediate]
-        let up = b.up_proj.forward(&h, n);
-        silu_mul(&mut gate, &up);
-        capture(layer, Site::Down, &gate)?;
-        add_in_place(&mut x, &b.down_proj.forward(&gate, n));
-    }
-    let mut normed = vec![0f32; n * hidden]; // [n, hidden]
-    rmsnorm(&x, &model.norm, c.rms_eps, &mut normed);
-    Ok(match &model.head {
-        Some(head) => head.forward(&normed, n),
-        None => {
-            let mut y = vec![0f32; n * c.vocab_size]; // [n, vocab]
-            vptq_kernels::dense::matmul(&normed, model.embed.weight.view(), &mut y, n, hidden, c.vocab_size);
-            y
-        }
-    })
 }
 
 /// Accumulates `E[x xᵀ]` of every decoder linear's input over the calibration sequences (reference mode: the
