@@ -3,7 +3,9 @@
 use anyhow::{Context as _, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
-use vptq_model::{load_model, resolve_model, LoadOptions, LoadedModel, SamplingParams, WeightDtype};
+use vptq_model::{
+    convert_embeddings, load_model, resolve_model, EmbedStorage, LoadOptions, LoadedModel, SamplingParams, WeightDtype,
+};
 
 /// Options of every command.
 #[derive(ClapArgs, Debug)]
@@ -72,6 +74,22 @@ pub struct ModelArgs {
     /// Precision of dense weights in memory (default: as stored; GGUF tensors are dequantized to f32)
     #[arg(long, value_enum, default_value_t = DtypeArg::Stored)]
     pub dtype: DtypeArg,
+    /// Convert the embeddings (and an untied head) after loading: f16, or q8 (int8, a scale per row); `quantize`
+    /// also stores them so (q8 is recorded in config.json; loaders that do not know it find no
+    /// `model.embed_tokens.weight`)
+    #[arg(long, value_enum, default_value_t = EmbedDtypeArg::Stored)]
+    pub embed_dtype: EmbedDtypeArg,
+}
+
+/// `--embed-dtype` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbedDtypeArg {
+    /// As loaded
+    Stored,
+    /// IEEE half
+    F16,
+    /// int8 with one scale per row
+    Q8,
 }
 
 /// `--dtype` values.
@@ -98,10 +116,18 @@ impl ModelArgs {
             DtypeArg::Bf16 => WeightDtype::Bf16,
         };
         let spinner = crate::progress::spinner(ctx.quiet, format!("loading {}", source.path().display()));
-        let loaded =
-            load_model(&source, &LoadOptions { dtype }).with_context(|| format!("loading model `{}`", self.model));
+        let mut loaded =
+            load_model(&source, &LoadOptions { dtype }).with_context(|| format!("loading model `{}`", self.model))?;
+        let embed = match self.embed_dtype {
+            EmbedDtypeArg::Stored => None,
+            EmbedDtypeArg::F16 => Some(EmbedStorage::F16),
+            EmbedDtypeArg::Q8 => Some(EmbedStorage::Q8),
+        };
+        if let Some(storage) = embed {
+            convert_embeddings(&mut loaded.model, storage).context("converting the embeddings")?;
+        }
         spinner.finish_and_clear();
-        loaded
+        Ok(loaded)
     }
 }
 

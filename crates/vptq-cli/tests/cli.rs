@@ -270,7 +270,7 @@ fn quantize_writes_a_loadable_vptq_folder() {
     );
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("quantization_report.json")).unwrap()).unwrap();
-    assert!(report["model.layers.0.mlp.up_proj"]["proxy_err"].as_f64().unwrap().is_finite());
+    assert!(report["layers"]["model.layers.0.mlp.up_proj"]["proxy_err"].as_f64().unwrap().is_finite());
     let info = ok(&["inspect", o]);
     assert!(info.contains("llama (2 layers, hidden 32"), "{info}");
     assert_eq!(greedy_tokens(o).len(), 12);
@@ -278,4 +278,57 @@ fn quantize_writes_a_loadable_vptq_folder() {
         &["quantize", "-m", m, "-o", o, "--calib", text.to_str().unwrap(), "--calib-len", "100000", "--force"],
         "fewer than one window",
     );
+}
+
+#[test]
+fn bench_json_on_a_vptq_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tiny_gguf(tmp.path());
+    let text = tmp.path().join("calib.txt");
+    std::fs::write(&text, "the quick brown fox jumps over the lazy dog. ".repeat(20)).unwrap();
+    let out = tmp.path().join("vq");
+    let o = out.to_str().unwrap();
+    let calib = text.to_str().unwrap();
+    let quantize =
+        ["quantize", "-m", gguf.to_str().unwrap(), "-o", o, "--preset", "v4-k16", "--calib", calib, "--calib-samples"];
+    let mut args = quantize.to_vec();
+    args.extend(["2", "--calib-len", "32", "--kmeans-iters", "2"]);
+    ok(&args);
+    let bench = |model: &str| -> serde_json::Value {
+        let args = ["bench", "-m", model, "--prompt-len", "8", "--gen-len", "2", "--repeats", "1", "--json"];
+        let mut args = args.to_vec();
+        args.extend(["--threads", "1"]);
+        serde_json::from_str(&ok(&args)).unwrap()
+    };
+    let b = bench(o);
+    for key in
+        ["prefill_tok_s", "decode_tok_s", "peak_rss_bytes", "read_bandwidth_gb_s", "decode_bound_tok_s", "weight_bytes"]
+    {
+        assert!(b[key].as_f64().is_some_and(|x| x > 0.0), "bench --json lacks {key}: {b}");
+    }
+    assert_eq!(b["model"], o);
+    assert_eq!((b["threads"].as_u64(), b["prompt_len"].as_u64(), b["gen_len"].as_u64()), (Some(1), Some(8), Some(2)));
+    assert_eq!(b["prefill_samples"].as_array().map(Vec::len), Some(1));
+    assert_eq!(b["decode_samples"].as_array().map(Vec::len), Some(1));
+    let eff = b["decode_efficiency"].as_f64().unwrap();
+    assert!((eff - b["decode_tok_s"].as_f64().unwrap() / b["decode_bound_tok_s"].as_f64().unwrap()).abs() < 1e-9);
+
+    // Bytes per token: the parts add up, every projection is VPTQ (2 layers × 7), the tied head is the
+    // f16 embedding table (vocab 259 × hidden 32) and one of its rows is read per token.
+    let w = &b["weight_bytes_breakdown"];
+    let part = |k: &str| w[k].as_u64().unwrap_or_else(|| panic!("breakdown lacks {k}: {b}"));
+    let total = part("linears") + part("head") + part("embed_row") + part("norms");
+    assert_eq!(part("total"), total);
+    assert_eq!(b["weight_bytes_per_token"].as_u64(), Some(total));
+    assert_eq!(w["linear_kinds"].as_object().unwrap().len(), 1, "{w}");
+    let (kind, count) = w["linear_kinds"].as_object().unwrap().iter().next().unwrap();
+    assert!(kind.starts_with("vq") && count == 14, "{w}");
+    assert_eq!((w["head_kind"].as_str(), w["embed_kind"].as_str()), (Some("f16"), Some("f16")));
+    assert_eq!((part("head"), part("embed_row")), (259 * 32 * 2, 32 * 2));
+    assert_eq!(part("norms"), (2 * 2 + 1) * 32 * 4);
+
+    // The dense f32 model reads more bytes per token than its VPTQ folder.
+    let dense = bench(gguf.to_str().unwrap());
+    assert!(dense["weight_bytes_per_token"].as_u64().unwrap() > total, "{dense}");
+    assert_eq!(dense["weight_bytes_breakdown"]["linear_kinds"]["f32"], 14);
 }

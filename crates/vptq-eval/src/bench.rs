@@ -1,9 +1,11 @@
 //! Speed benchmark: prefill tok/s over a prompt, decode tok/s over generated tokens (greedy), each after a
 //! warm-up and as the median of repeats; bytes of weights per decoded token and the decode bound those bytes
-//! imply at a measured memory-read bandwidth.
+//! imply at a measured memory-read bandwidth, with where those bytes come from (projections by storage kind, head,
+//! embedding row, norms) so a VPTQ model's decode can be compared with its bound.
 
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Instant;
 use vptq_model::sampling::argmax;
 use vptq_model::{KvCache, Llama, LogitsMode, ModelError};
@@ -40,12 +42,66 @@ pub struct BenchReport {
     pub decode_samples: Vec<f64>,
     /// Bytes of weights read per decoded token.
     pub weight_bytes_per_token: usize,
+    /// Where those bytes come from.
+    pub weight_bytes_breakdown: WeightBytes,
     /// Measured memory-read bandwidth (GB/s, 10⁹ bytes) with the same thread count.
     pub read_bandwidth_gb_s: f64,
     /// Decode tok/s if weight reads ran at that bandwidth.
     pub decode_bound_tok_s: f64,
     /// decode_tok_s / decode_bound_tok_s.
     pub decode_efficiency: f64,
+}
+
+/// The bytes of weights one decoded token reads, by part, as held in memory (for VPTQ: packed indices,
+/// codebooks, perm, scale/offset; for int8: values and scales).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WeightBytes {
+    /// All decoder projections.
+    pub linears: usize,
+    /// The output head (the embedding table when tied).
+    pub head: usize,
+    /// One row of the embedding table.
+    pub embed_row: usize,
+    /// RMSNorm weights (f32).
+    pub norms: usize,
+    /// Sum of the parts.
+    pub total: usize,
+    /// Number of decoder projections per storage kind ("f32", "q8", "vq v6 k4096", ...).
+    pub linear_kinds: BTreeMap<String, usize>,
+    /// Storage kind of the head.
+    pub head_kind: String,
+    /// Storage kind of the embedding table.
+    pub embed_kind: String,
+}
+
+impl WeightBytes {
+    /// The breakdown of `model`.
+    pub fn of(model: &Llama) -> Self {
+        let mut linears = 0;
+        let mut linear_kinds = BTreeMap::new();
+        for (_, l) in model.blocks.iter().flat_map(|b| b.linears()) {
+            linears += l.n_bytes();
+            *linear_kinds.entry(l.kind()).or_insert(0) += 1;
+        }
+        let (head, head_kind) = match &model.head {
+            Some(h) => (h.n_bytes(), h.kind()),
+            None => (model.embed.weight.n_bytes(), model.embed.weight.kind().to_string()),
+        };
+        let vocab = model.config.vocab_size.max(1);
+        // Every row holds the same number of values and scales, so a row is an exact share of the table.
+        let embed_row = model.embed.weight.n_bytes() / vocab;
+        let norms = (model.blocks.len() * 2 + 1) * model.config.hidden_size * 4;
+        WeightBytes {
+            linears,
+            head,
+            embed_row,
+            norms,
+            total: linears + head + embed_row + norms,
+            linear_kinds,
+            head_kind,
+            embed_kind: model.embed.weight.kind().to_string(),
+        }
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -120,7 +176,8 @@ pub fn bench(
             decode.push(d);
         }
     }
-    let bytes = model.weight_bytes_per_token();
+    let breakdown = WeightBytes::of(model);
+    let bytes = breakdown.total;
     let bw = measure_bandwidth();
     let bound = bw * 1e9 / bytes as f64;
     let decode_med = if opts.gen_len == 0 { 0.0 } else { median(&mut decode.clone()) };
@@ -134,6 +191,7 @@ pub fn bench(
         prefill_samples: prefill,
         decode_samples: decode,
         weight_bytes_per_token: bytes,
+        weight_bytes_breakdown: breakdown,
         read_bandwidth_gb_s: bw,
         decode_bound_tok_s: bound,
         decode_efficiency: decode_med / bound,

@@ -6,5 +6,5 @@
 pub mod bench;
 pub mod perplexity;
 
-pub use bench::{bench, measure_read_bandwidth, BenchOptions, BenchReport};
+pub use bench::{bench, measure_read_bandwidth, BenchOptions, BenchReport, WeightBytes};
 pub use perplexity::{perplexity, PplOptions, PplReport};

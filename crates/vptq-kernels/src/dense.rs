@@ -2,8 +2,10 @@
 //!
 //! Decode (few tokens) is a GEMV, memory-bound: threads over bands of output rows, each row one SIMD dot per
 //! token. Prefill uses the `gemm` crate; half-precision weights are widened to f32 one band of rows at a time
-//! so the GEMM always runs in f32 and the band stays in cache.
+//! so the GEMM always runs in f32 and the band stays in cache. 8-bit weights ([`Q8Weight`], for the embedding
+//! table and the head) take the same two paths: their own SIMD dot in the GEMV, widened bands in prefill.
 
+use crate::q8::{Q8View, Q8Weight};
 use crate::simd;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -24,6 +26,8 @@ pub enum DenseWeight {
     F16(Vec<f16>),
     /// bfloat16.
     Bf16(Vec<bf16>),
+    /// int8 with one f32 scale per group of elements (symmetric absmax, see [`crate::q8`]).
+    Q8(Q8Weight),
 }
 
 /// Borrowed view of dense weight storage.
@@ -35,6 +39,8 @@ pub enum WeightView<'a> {
     F16(&'a [f16]),
     /// bfloat16.
     Bf16(&'a [bf16]),
+    /// int8 with per-group scales.
+    Q8(Q8View<'a>),
 }
 
 impl DenseWeight {
@@ -44,6 +50,7 @@ impl DenseWeight {
             DenseWeight::F32(w) => WeightView::F32(w),
             DenseWeight::F16(w) => WeightView::F16(w),
             DenseWeight::Bf16(w) => WeightView::Bf16(w),
+            DenseWeight::Q8(w) => WeightView::Q8(w.view()),
         }
     }
 
@@ -57,9 +64,19 @@ impl DenseWeight {
         self.len() == 0
     }
 
-    /// Bytes of storage.
+    /// Bytes of storage (for int8: values and scales).
     pub fn n_bytes(&self) -> usize {
         self.view().n_bytes()
+    }
+
+    /// Short name of the storage for reports: "f32", "f16", "bf16" or "q8".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DenseWeight::F32(_) => "f32",
+            DenseWeight::F16(_) => "f16",
+            DenseWeight::Bf16(_) => "bf16",
+            DenseWeight::Q8(_) => "q8",
+        }
     }
 }
 
@@ -70,6 +87,7 @@ impl<'a> WeightView<'a> {
             WeightView::F32(w) => w.len(),
             WeightView::F16(w) => w.len(),
             WeightView::Bf16(w) => w.len(),
+            WeightView::Q8(w) => w.len(),
         }
     }
 
@@ -84,16 +102,18 @@ impl<'a> WeightView<'a> {
             WeightView::F32(w) => w.len() * 4,
             WeightView::F16(w) => w.len() * 2,
             WeightView::Bf16(w) => w.len() * 2,
+            WeightView::Q8(w) => w.n_bytes(),
         }
     }
 
-    /// Widens elements `[start, start + out.len())` to f32.
+    /// Widens (dequantizes) elements `[start, start + out.len())` to f32.
     pub fn to_f32_range(&self, start: usize, out: &mut [f32]) {
         let end = start + out.len();
         match self {
             WeightView::F32(w) => out.copy_from_slice(&w[start..end]),
             WeightView::F16(w) => simd::f16_to_f32(&w[start..end], out),
             WeightView::Bf16(w) => simd::bf16_to_f32(&w[start..end], out),
+            WeightView::Q8(w) => w.to_f32_range(start, out),
         }
     }
 
@@ -104,6 +124,7 @@ impl<'a> WeightView<'a> {
             WeightView::F32(w) => simd::dot_f32(x, &w[start..end]),
             WeightView::F16(w) => simd::dot_f16(x, &w[start..end]),
             WeightView::Bf16(w) => simd::dot_bf16(x, &w[start..end]),
+            WeightView::Q8(w) => w.dot(x, start),
         }
     }
 }
@@ -268,6 +289,14 @@ pub(crate) fn gemm_f32(
     let x = Operand { data: x, rs: in_features, cs: 1 };
     let wt = Operand { data: w, rs: 1, cs: in_features }; // Wᵀ [in, out] read from W [out, in]
     gemm_into(y, out_features, x, wt, n, out_features, in_features, parallelism);
+}
+
+/// Single-threaded f32 GEMM `y[n, out] = x[n, in] · w[in, out]` with the weight already transposed (`[in, out]`
+/// row-major): the VPTQ prefill dequantizes bands in that order.
+pub(crate) fn gemm_f32_kn(x: &[f32], w: &[f32], y: &mut [f32], n: usize, in_features: usize, out_features: usize) {
+    let x = Operand { data: x, rs: in_features, cs: 1 };
+    let w = Operand { data: w, rs: out_features, cs: 1 };
+    gemm_into(y, out_features, x, w, n, out_features, in_features, gemm::Parallelism::None);
 }
 
 /// `y[n, m] = a[n, k] · b[m, k]ᵀ` (single-threaded): attention scores `Q·Kᵀ`. `a_rs`/`b_rs` are the row strides

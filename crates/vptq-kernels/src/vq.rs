@@ -1,12 +1,12 @@
 //! VPTQ weights on the CPU (vptq-spec.md §2.4): the reference dequantization written step by step
-//! ([`dequantize_ref`]), the fused GEMV formulation as a second, independent oracle ([`gemv_vq_ref`]), and the
-//! banded path the model runs today ([`matmul_vq`]: dequantize a band of output rows into a small f32 buffer,
-//! then a dense f32 matmul on it), so a layer never holds its full dense weight.
+//! ([`dequantize_ref`]), the fused GEMV formulation as a second, independent oracle ([`gemv_vq_ref`]), and a
+//! simple banded path ([`matmul_vq`]: dequantize a band of output rows into a small f32 buffer, then a dense f32
+//! matmul on it), so a layer never holds its full dense weight.
 //!
 //! Sees slices and the validated [`VqLayout`] only (from `vptq-format`, with its bit reader); never a config
 //! file or a model. The view's lengths are checked by the loader ([`VqTensors::validate`]); here they are
-//! internal invariants (`assert!`). Accumulation is in f32 (f64 in the `_ref` oracles). Fast SIMD/LUT kernels
-//! are a later issue.
+//! internal invariants (`assert!`). Accumulation is in f32 (f64 in the `_ref` oracles). The model runs the fast
+//! kernels of [`crate::vq_fast`], tested against these.
 
 use crate::dense::{gemm_f32, WeightView};
 use crate::simd;
@@ -69,7 +69,7 @@ impl<'a> VqView<'a> {
     }
 
     /// Internal invariant: buffer lengths match the layout (the loader checked them).
-    fn check(&self) {
+    pub(crate) fn check(&self) {
         let l = self.layout;
         let (g, n) = (l.group_num, l.in_features);
         assert_eq!(self.centroids.len(), g * l.num_centroids * l.vector_len, "vq: centroids");
@@ -88,7 +88,7 @@ impl<'a> VqView<'a> {
 
     /// Original input column of permuted column `q`.
     #[inline]
-    fn column(&self, q: usize) -> usize {
+    pub(crate) fn column(&self, q: usize) -> usize {
         self.perm.map_or(q, |p| p[q] as usize)
     }
 
@@ -129,6 +129,7 @@ fn at(w: WeightView<'_>, i: usize) -> f32 {
         WeightView::F32(v) => v[i],
         WeightView::F16(v) => v[i].to_f32(),
         WeightView::Bf16(v) => v[i].to_f32(),
+        WeightView::Q8(v) => v.get(i),
     }
 }
 

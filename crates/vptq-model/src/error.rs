@@ -62,6 +62,16 @@ pub enum ModelError {
         /// The path.
         path: PathBuf,
     },
+    /// An 8-bit embedding or head (`quantization_config.dense_layers`) whose record or tensors are invalid.
+    #[error("{path}: 8-bit `{module}`: {reason}")]
+    Int8Weight {
+        /// config.json, or the file or folder holding the tensor.
+        path: PathBuf,
+        /// Module path (`model.embed_tokens`, `lm_head`), or `*` for the whole record.
+        module: String,
+        /// What is wrong, naming the tensor or config key.
+        reason: String,
+    },
     /// Invalid argument passed by the caller.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -68,15 +68,10 @@ impl KvCache {
         }
     }
 
-    /// Appends `k`, `v` (`[n, kv_dim]`) to layer `layer`; the position count advances after the last layer.
-    pub(crate) fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) {
-        let last = layer + 1 == self.layers.len();
-        let l = &mut self.layers[layer];
-        l.k.extend_from_slice(k);
-        l.v.extend_from_slice(v);
-        if last {
-            self.len = l.k.len() / self.kv_dim;
-        }
+    /// Records that every layer now holds `len` positions (after a forward pass appended to each).
+    pub(crate) fn advance(&mut self, len: usize) {
+        debug_assert!(self.layers.iter().all(|l| l.k.len() == len * self.kv_dim));
+        self.len = len;
     }
 
     /// Bytes held.

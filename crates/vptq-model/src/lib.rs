@@ -8,6 +8,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod embed_storage;
 pub mod error;
 pub mod export;
 pub mod generate;
@@ -19,9 +20,10 @@ pub mod sampling;
 pub mod source;
 
 pub use config::{Architecture, LlamaConfig, RopeScaling};
+pub use embed_storage::{convert_embeddings, export_embeddings, EmbedExport, EmbedStorage};
 pub use error::{ModelError, Result};
 pub use generate::{generate, GenerateOptions, Generation, Session, StopReason};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, LayerCache};
 pub use linear::{DenseLinear, Linear, VqLinear};
 pub use llama::{Block, LinearInput, Llama, LogitsMode};
 pub use load::{load_model, LoadOptions, LoadedModel, WeightDtype};

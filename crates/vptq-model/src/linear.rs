@@ -1,15 +1,16 @@
 //! The linear-layer seam: every projection of the model is a [`Linear`]. Formats plug in here as new variants;
 //! the model only calls [`Linear::forward`].
 //!
-//! VPTQ layers ([`VqLinear`]) stay packed in memory (indices as 32-bit words, codebooks in their stored
-//! precision). Their forward pass dequantizes one band of output rows at a time into a small f32 buffer and
-//! multiplies it densely (`vptq_kernels::vq::matmul_vq`), so the full dense weight is never materialized; this
-//! reference path costs a decode of every index per call and is meant to be replaced by fused kernels.
+//! VPTQ layers ([`VqLinear`]) keep their tensors as loaded (packed indices, codebooks in their stored precision)
+//! plus the kernels' prepared form (`vptq_kernels::vq_fast::PreparedVq`: unpacked indices, padded codebooks, perm
+//! and scale folded into the input), built once at load. Decode runs the fused codebook-lookup GEMV; prefill
+//! dequantizes bands of rows and multiplies them with the f32 GEMM, so the full dense weight never exists.
 
 use crate::error::{ModelError, Result};
 use vptq_format::vptq::VqTensors;
 use vptq_kernels::dense::{matmul, DenseWeight};
-use vptq_kernels::vq::{dequantize_ref, matmul_vq, VqView};
+use vptq_kernels::vq::{dequantize_ref, VqView};
+use vptq_kernels::vq_fast::{BookPrecision, PreparedVq};
 
 /// A dense `[out_features, in_features]` weight with an optional bias.
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ impl DenseLinear {
 pub struct VqLinear {
     /// Layout, codebooks, packed indices, perm, scale/offset and bias, validated (boxed: keeps [`Linear`] small).
     pub tensors: Box<VqTensors>,
+    /// The kernels' form of the same weight (boxed for the same reason).
+    prepared: Box<PreparedVq>,
 }
 
 impl VqLinear {
@@ -57,7 +60,13 @@ impl VqLinear {
     /// [`ModelError::InvalidArgument`] naming the inconsistent tensor.
     pub fn new(tensors: VqTensors) -> Result<Self> {
         tensors.validate().map_err(|e| ModelError::InvalidArgument(format!("VPTQ linear: {e}")))?;
-        Ok(VqLinear { tensors: Box::new(tensors) })
+        let prepared = Box::new(PreparedVq::new(&VqView::new(&tensors), BookPrecision::Auto));
+        Ok(VqLinear { tensors: Box::new(tensors), prepared })
+    }
+
+    /// The prepared form the forward pass runs on.
+    pub fn prepared(&self) -> &PreparedVq {
+        &self.prepared
     }
 
     /// Borrowed kernel view.
@@ -103,24 +112,19 @@ impl Linear {
         }
     }
 
-    /// Bytes of weight storage read per token: weights and bias; for VPTQ the packed indices, codebooks, perm,
-    /// scale/offset and bias as held in memory.
+    /// Bytes of weight storage read per decoded token: weights and bias; for VPTQ what the fused kernel reads
+    /// (unpacked indices, padded codebooks, perm, scale/offset, outliers) and the bias.
     pub fn n_bytes(&self) -> usize {
         match self {
             Linear::Dense(d) => d.weight.n_bytes() + d.bias.as_ref().map_or(0, |b| b.len() * 4),
-            Linear::Vq(q) => q.tensors.n_bytes(),
+            Linear::Vq(q) => q.prepared.n_bytes() + q.bias().map_or(0, |b| b.len() * 4),
         }
     }
 
-    /// Storage kind for reports: "f32", "f16", "bf16", or a VPTQ description such as "vq v8 k65536+256".
+    /// Storage kind for reports: "f32", "f16", "bf16", "q8", or a VPTQ description such as "vq v8 k65536+256".
     pub fn kind(&self) -> String {
         match self {
-            Linear::Dense(d) => match d.weight {
-                DenseWeight::F32(_) => "f32",
-                DenseWeight::F16(_) => "f16",
-                DenseWeight::Bf16(_) => "bf16",
-            }
-            .to_string(),
+            Linear::Dense(d) => d.weight.kind().to_string(),
             Linear::Vq(q) => q.tensors.layout.describe(),
         }
     }
@@ -138,7 +142,7 @@ impl Linear {
                 d.bias.as_deref()
             }
             Linear::Vq(q) => {
-                matmul_vq(&q.view(), x, &mut y, n);
+                q.prepared.matmul(x, &mut y, n);
                 q.bias()
             }
         };

@@ -4,7 +4,7 @@
 use crate::attention::{attention, AttnShape};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, LayerCache};
 use crate::linear::{DenseLinear, Linear};
 use vptq_kernels::ops::{add_in_place, rmsnorm, rope, silu_mul};
 
@@ -124,6 +124,60 @@ impl Llama {
         self.forward_observed(tokens, cache, mode, &mut |_, _, _| {})
     }
 
+    /// The embedding rows of `tokens`, `[n, hidden]`.
+    ///
+    /// # Errors
+    /// A token outside the vocabulary.
+    pub fn embed_tokens(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let (hidden, vocab) = (self.config.hidden_size, self.config.vocab_size);
+        let mut x = vec![0f32; tokens.len() * hidden]; // [n, hidden]
+        for (t, &id) in tokens.iter().enumerate() {
+            if id as usize >= vocab {
+                return Err(ModelError::TokenOutOfRange { id, vocab_size: vocab });
+            }
+            self.embed.row_f32(id as usize, &mut x[t * hidden..(t + 1) * hidden]);
+        }
+        Ok(x)
+    }
+
+    /// Runs decoder block `b` (this model's or a stand-in with the same shapes, e.g. a quantized copy) on the
+    /// residual stream `x [n, hidden]` of positions `pos0…` in place, appending its keys/values to `kv` (which
+    /// must hold exactly `pos0` positions). `observe(input, h)` sees every projection input.
+    pub fn forward_block(
+        &self,
+        b: &Block,
+        x: &mut [f32],
+        pos0: usize,
+        kv: &mut LayerCache,
+        observe: &mut dyn FnMut(LinearInput, &[f32]),
+    ) {
+        let c = &self.config;
+        let n = x.len() / c.hidden_size;
+        let positions: Vec<usize> = (pos0..pos0 + n).collect();
+        let mut h = vec![0f32; x.len()]; // [n, hidden] normalized input of each sub-layer
+        rmsnorm(x, &b.attn_norm, c.rms_eps, &mut h);
+        observe(LinearInput::Qkv, &h);
+        let mut q = b.q_proj.forward(&h, n); // [n, q_dim]
+        let mut k = b.k_proj.forward(&h, n); // [n, kv_dim]
+        let v = b.v_proj.forward(&h, n); // [n, kv_dim]
+        rope(&mut q, &positions, c.n_heads, c.head_dim, &self.inv_freq, c.rope_layout);
+        rope(&mut k, &positions, c.n_kv_heads, c.head_dim, &self.inv_freq, c.rope_layout);
+        kv.k.extend_from_slice(&k);
+        kv.v.extend_from_slice(&v);
+        let shape = AttnShape { n, pos0, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
+        let att = attention(&q, &kv.k, &kv.v, shape); // [n, q_dim]
+        observe(LinearInput::O, &att);
+        add_in_place(x, &b.o_proj.forward(&att, n));
+
+        rmsnorm(x, &b.ffn_norm, c.rms_eps, &mut h);
+        observe(LinearInput::Up, &h);
+        let mut gate = b.gate_proj.forward(&h, n); // [n, intermediate]
+        let up = b.up_proj.forward(&h, n);
+        silu_mul(&mut gate, &up);
+        observe(LinearInput::Down, &gate);
+        add_in_place(x, &b.down_proj.forward(&gate, n));
+    }
+
     /// [`Llama::forward`] that also shows `observe(layer, input, x)` every projection input `x [n, in_features]`
     /// (the quantizer's calibration reads the Hessian proxies from these).
     ///
@@ -146,38 +200,11 @@ impl Llama {
             return Err(ModelError::ContextOverflow { needed: pos0 + n, max: cache.capacity() });
         }
         let hidden = c.hidden_size;
-        let mut x = vec![0f32; n * hidden]; // [n, hidden] residual stream
-        for (t, &id) in tokens.iter().enumerate() {
-            if id as usize >= c.vocab_size {
-                return Err(ModelError::TokenOutOfRange { id, vocab_size: c.vocab_size });
-            }
-            self.embed.row_f32(id as usize, &mut x[t * hidden..(t + 1) * hidden]);
-        }
-        let positions: Vec<usize> = (pos0..pos0 + n).collect();
-        let mut h = vec![0f32; n * hidden]; // [n, hidden] normalized input of each sub-layer
+        let mut x = self.embed_tokens(tokens)?; // [n, hidden] residual stream
         for (layer, b) in self.blocks.iter().enumerate() {
-            rmsnorm(&x, &b.attn_norm, c.rms_eps, &mut h);
-            observe(layer, LinearInput::Qkv, &h);
-            let mut q = b.q_proj.forward(&h, n); // [n, q_dim]
-            let mut k = b.k_proj.forward(&h, n); // [n, kv_dim]
-            let v = b.v_proj.forward(&h, n); // [n, kv_dim]
-            rope(&mut q, &positions, c.n_heads, c.head_dim, &self.inv_freq, c.rope_layout);
-            rope(&mut k, &positions, c.n_kv_heads, c.head_dim, &self.inv_freq, c.rope_layout);
-            cache.append(layer, &k, &v);
-            let lc = &cache.layers[layer];
-            let shape = AttnShape { n, pos0, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
-            let att = attention(&q, &lc.k, &lc.v, shape); // [n, q_dim]
-            observe(layer, LinearInput::O, &att);
-            add_in_place(&mut x, &b.o_proj.forward(&att, n));
-
-            rmsnorm(&x, &b.ffn_norm, c.rms_eps, &mut h);
-            observe(layer, LinearInput::Up, &h);
-            let mut gate = b.gate_proj.forward(&h, n); // [n, intermediate]
-            let up = b.up_proj.forward(&h, n);
-            silu_mul(&mut gate, &up);
-            observe(layer, LinearInput::Down, &gate);
-            add_in_place(&mut x, &b.down_proj.forward(&gate, n));
+            self.forward_block(b, &mut x, pos0, &mut cache.layers[layer], &mut |site, h| observe(layer, site, h));
         }
+        cache.advance(pos0 + n);
         let rows = match mode {
             LogitsMode::Last => &x[(n - 1) * hidden..],
             LogitsMode::All => &x[..],

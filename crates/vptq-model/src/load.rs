@@ -9,8 +9,14 @@
 //! by full module path, then by short name, skipping `modules_to_not_convert`; the other projections, the
 //! embeddings and `lm_head` load as stored. VPTQ codebooks keep their stored precision whatever
 //! [`LoadOptions::dtype`] says.
+//!
+//! The embedding and an untied head may be stored in 8 bits (`*.qweight` + `*.scales`, recorded in
+//! `quantization_config.dense_layers`; [`crate::embed_storage`] describes the scheme and why it is named so).
+//! They load as `DenseWeight::Q8`, also whatever [`LoadOptions::dtype`] says: widening them would only undo the
+//! saving the folder was written for.
 
 use crate::config::LlamaConfig;
+use crate::embed_storage::{DenseLayers, EMBED_MODULE, HEAD_MODULE};
 use crate::error::{ModelError, Result};
 use crate::linear::{DenseLinear, Linear, VqLinear};
 use crate::llama::{Block, Llama};
@@ -162,8 +168,16 @@ pub fn load_hf_weights(dir: &Path, opts: &LoadOptions) -> Result<Llama> {
     let (raw, config) = read_hf_config(dir)?;
     let config_path = dir.join("config.json");
     let vptq = VptqConfig::from_hf_values(raw.quantization_config.as_ref(), raw.quant_config.as_ref(), &config_path)?;
+    let dense_layers = DenseLayers::parse(raw.quantization_config.as_ref(), &config_path)?;
     let store = TensorStore::open(dir)?;
     let c = &config;
+    // A dense weight: 8-bit when config.json records it so, else `<name>.weight` as stored.
+    let dense_weight = |name: &str, out_f: usize, in_f: usize| -> Result<DenseWeight> {
+        if let Some(q) = dense_layers.read(&store, name, out_f, in_f)? {
+            return Ok(DenseWeight::Q8(q));
+        }
+        Ok(convert(store.read_float(&format!("{name}.weight"), &[out_f, in_f])?, opts.dtype))
+    };
     let dense = |name: String, out_f: usize, in_f: usize, bias: bool| -> Result<Linear> {
         let weight_name = format!("{name}.weight");
         if vptq.is_some() && !store.contains(&weight_name) && store.contains(&format!("{name}.indices")) {
@@ -174,9 +188,9 @@ pub fn load_hf_weights(dir: &Path, opts: &LoadOptions) -> Result<Llama> {
             )
             .into());
         }
-        let w = store.read_float(&weight_name, &[out_f, in_f])?;
+        let w = dense_weight(&name, out_f, in_f)?;
         let b = if bias { Some(store.read_f32(&format!("{name}.bias"), &[out_f])?) } else { None };
-        Ok(Linear::Dense(DenseLinear::new(convert(w, opts.dtype), b, in_f, out_f)))
+        Ok(Linear::Dense(DenseLinear::new(w, b, in_f, out_f)))
     };
     // Decoder projections: VPTQ when the quantization config lists them, dense otherwise.
     let linear = |name: String, out_f: usize, in_f: usize, bias: bool| -> Result<Linear> {
@@ -211,10 +225,16 @@ pub fn load_hf_weights(dir: &Path, opts: &LoadOptions) -> Result<Llama> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let embed_w = store.read_float("model.embed_tokens.weight", &[c.vocab_size, h])?;
-    let embed = DenseLinear::new(convert(embed_w, opts.dtype), None, h, c.vocab_size);
+    let embed = DenseLinear::new(dense_weight(EMBED_MODULE, c.vocab_size, h)?, None, h, c.vocab_size);
     // Tied models sometimes also save lm_head; the embedding is the source of truth for them.
-    let head = if c.tie_embeddings { None } else { Some(dense("lm_head".into(), c.vocab_size, h, false)?) };
+    let head = if c.tie_embeddings {
+        if dense_layers.contains(HEAD_MODULE) {
+            tracing::debug!("lm_head is recorded as 8-bit but the embeddings are tied; using the embedding");
+        }
+        None
+    } else {
+        Some(dense(HEAD_MODULE.into(), c.vocab_size, h, false)?)
+    };
     let norm = store.read_f32("model.norm.weight", &[h])?;
     if blocks.len() != c.n_layers {
         return Err(ModelError::config(dir, "layer count mismatch"));

@@ -42,7 +42,9 @@ fn check(model: &Model, style: ConfigStyle, config: Option<Value>) {
                     let norm = |t: &&OwnedTensor| t.name.ends_with("weight_scale") || t.name.ends_with("weight_bias");
                     let stored: usize = w.tensors.iter().filter(|t| !norm(t)).map(|t| t.data.len()).sum();
                     let widened = if w.spec.norm { 2 * w.n * 4 } else { 0 };
-                    assert_eq!(lin.n_bytes(), stored + widened, "{}: n_bytes", w.name);
+                    assert_eq!(q.tensors.n_bytes(), stored + widened, "{}: tensors held", w.name);
+                    let bias = w.bias.as_ref().map_or(0, |b| b.len() * 4);
+                    assert_eq!(lin.n_bytes(), q.prepared().n_bytes() + bias, "{}: n_bytes read per token", w.name);
                 }
                 (Linear::Dense(_), None) => {}
                 (other, want) => {

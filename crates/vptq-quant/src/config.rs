@@ -168,6 +168,31 @@ impl VqConfig {
     }
 }
 
+impl VqConfig {
+    /// These settings with every codebook shrunk, where needed, to the largest power of two not above the
+    /// vectors it codes in a layer `[out_features, in_features]` (a codebook with more centroids than vectors
+    /// only costs bits: the vectors are then stored exactly either way).
+    ///
+    /// # Errors
+    /// As [`Self::validate`]; an impossible column split.
+    pub fn clamped_to_shape(&self, out_features: usize, in_features: usize) -> Result<VqConfig> {
+        self.validate()?;
+        let split = ColumnSplit::new(in_features, self.outlier_percent, self.group_num)?;
+        let fit = |k: usize, vectors: usize| if k > vectors && vectors >= 2 { 1 << vectors.ilog2() } else { k };
+        let mut c = self.clone();
+        let vectors = out_features.div_ceil(self.vector_len) * split.group_size;
+        c.num_centroids = fit(c.num_centroids, vectors);
+        if c.has_residual() {
+            c.num_res_centroids = fit(c.num_res_centroids, vectors);
+        }
+        if split.outlier_size > 0 {
+            let vectors = out_features.div_ceil(self.outlier_vector_len) * split.outlier_size;
+            c.outlier_num_centroids = fit(c.outlier_num_centroids, vectors);
+        }
+        Ok(c)
+    }
+}
+
 fn invalid(field: &'static str, value: impl fmt::Display, reason: &'static str) -> QuantError {
     QuantError::InvalidConfig { field, value: value.to_string(), reason }
 }
@@ -274,6 +299,16 @@ mod tests {
         let mut c = VqConfig::new(8, 256, 0);
         c.percdamp = f64::NAN;
         assert!(matches!(c.validate(), Err(QuantError::InvalidConfig { field: "percdamp", .. })));
+    }
+
+    #[test]
+    fn clamping_shrinks_only_oversized_codebooks() {
+        let cfg: VqConfig = "v8-k65536-256".parse().unwrap();
+        // 192×576 at v = 8: 24 · 576 = 13824 vectors → k = 8192; the residual's 256 fits.
+        let c = cfg.clamped_to_shape(192, 576).unwrap();
+        assert_eq!((c.num_centroids, c.num_res_centroids), (8192, 256));
+        assert!(c.validate_for_shape(192, 576).is_ok());
+        assert_eq!(cfg.clamped_to_shape(4096, 4096).unwrap(), cfg);
     }
 
     #[test]

@@ -42,8 +42,19 @@ pub enum QuantError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A scalar-baseline config name that does not parse (`scalar_layer.rs`).
+    #[error(
+        "invalid scalar config `{preset}`: {reason} (expected `rtn-w{{bits}}-g{{group}}` or \
+         `gptq-w{{bits}}-g{{group}}`, optionally followed by `-sym`, `-noact`, `-static`)"
+    )]
+    BadScalarPreset {
+        /// The text.
+        preset: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// More centroids requested than there are vectors to cluster.
-    #[error("{part}: {centroids} centroids for only {vectors} vectors")]
+    #[error("{part}: {centroids} centroids for only {vectors} vectors (use a smaller k, or clamp codebooks per layer: --clamp-centroids)")]
     TooManyCentroids {
         /// Which codebook (e.g. "group 0 main", "outliers").
         part: String,

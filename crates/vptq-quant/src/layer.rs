@@ -10,7 +10,7 @@ use crate::algo::kmeans::{train_column_codebook, Codebook, KMeansConfig};
 use crate::algo::linalg::inverse_upper_cholesky;
 use crate::algo::outlier::{ColumnPart, SplitQuantizer};
 use crate::algo::residual::train_residual_codebook;
-use crate::algo::vptq::{proxy_error, vptq_quantize};
+use crate::algo::vptq::{proxy_error, vptq_quantize_unscored};
 use crate::config::{NormMode, VqConfig};
 use crate::error::{check_finite_f32, check_finite_f64, check_len, QuantError, Result};
 
@@ -39,18 +39,34 @@ impl PreparedHessian {
     /// # Errors
     /// `ShapeMismatch`; `NonFinite`; `NotPositiveDefinite` if `H` is not positive definite even after damping.
     pub fn new(h: &[f64], n: usize, cfg: &VqConfig) -> Result<Self> {
+        Self::from_settings(h, n, cfg.hessian_regularize, cfg.enable_perm, cfg.percdamp)
+    }
+
+    /// [`Self::new`] with the three settings it reads spelled out: `H ← H / mean(diag H) + hessian_regularize·I`,
+    /// act-order permutation when `enable_perm`, damping `percdamp·mean(diag H)` before the factor. The scalar
+    /// baselines (`scalar_layer.rs`) prepare their Hessian through this, so both quantizers share one code path.
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn from_settings(
+        h: &[f64],
+        n: usize,
+        hessian_regularize: f64,
+        enable_perm: bool,
+        percdamp: f64,
+    ) -> Result<Self> {
         check_len("hessian [N, N]", h.len(), n * n)?;
         check_finite_f64("hessian", h)?;
         // hr [N, N]: H / mean(diag) + λI, original order
         let mut hr = h.to_vec();
-        normalize_and_regularize(&mut hr, n, cfg.hessian_regularize)?;
+        normalize_and_regularize(&mut hr, n, hessian_regularize)?;
         let diag: Vec<f64> = (0..n).map(|j| hr[j * n + j]).collect();
         let dead_columns = fix_dead_columns(&mut hr, n)?;
-        let perm = if cfg.enable_perm { act_order_perm(&hr, n)? } else { (0..n).collect() };
+        let perm = if enable_perm { act_order_perm(&hr, n)? } else { (0..n).collect() };
         let hessian = permute_symmetric(&hr, n, &perm)?;
         drop(hr);
         let mut damped = hessian.clone();
-        damp(&mut damped, n, cfg.percdamp)?;
+        damp(&mut damped, n, percdamp)?;
         let hessian_inv_chol = inverse_upper_cholesky(&damped, n)?;
         let column_weights = perm.iter().map(|&j| diag[j] as f32).collect();
         Ok(Self { in_features: n, perm, dead_columns, column_weights, hessian, hessian_inv_chol })
@@ -231,24 +247,23 @@ pub fn quantize_linear_prepared(
     }
 
     // The Hessian of W' as the loop sees it: H (reference), or S H S with S = diag(weight_scale) permuted, whose
-    // inverse factor is U·S⁻¹ (columns of U divided by s) — no new Cholesky.
+    // inverse factor is U·S⁻¹ (columns of U divided by s) — no new Cholesky. The loop itself needs only the
+    // factor and the k-means weights (the proxy error is scored on the original weight with H below).
     let scaled;
-    let (hessian, hessian_inv_chol, weights): (&[f64], &[f64], &[f32]) = if cfg.scale_aware_hessian {
+    let (hessian_inv_chol, weights): (&[f64], &[f32]) = if cfg.scale_aware_hessian {
         // s [N]: permuted scales
         let s: Vec<f64> = perm.iter().map(|&j| f64::from(weight_scale[j])).collect();
-        let mut h = prepared.hessian.clone();
         let mut u = prepared.hessian_inv_chol.clone();
         for a in 0..n {
             for b in 0..n {
-                h[a * n + b] *= s[a] * s[b];
                 u[a * n + b] /= s[b];
             }
         }
         let wts: Vec<f32> = (0..n).map(|q| (f64::from(prepared.column_weights[q]) * s[q] * s[q]) as f32).collect();
-        scaled = (h, u, wts);
-        (&scaled.0[..], &scaled.1[..], &scaled.2[..])
+        scaled = (u, wts);
+        (&scaled.0[..], &scaled.1[..])
     } else {
-        (&prepared.hessian[..], &prepared.hessian_inv_chol[..], &prepared.column_weights[..])
+        (&prepared.hessian_inv_chol[..], &prepared.column_weights[..])
     };
 
     // 2. Hessian-weighted k-means, one codebook per part; codebook c of the layer is seeded with seed + c
@@ -292,7 +307,8 @@ pub fn quantize_linear_prepared(
     let t = Instant::now();
     let mains: Vec<&Codebook> = main_codebooks.iter().collect();
     let first = SplitQuantizer::new(split, outlier_codebook.as_ref(), mains.clone(), Vec::new())?;
-    let mut out = vptq_quantize(&wp, m, n, hessian, hessian_inv_chol, &first, cfg.block_size)?;
+    // Unscored: the report's proxy error is computed once below, on the original weight.
+    let mut out = vptq_quantize_unscored(&wp, m, n, hessian_inv_chol, &first, cfg.block_size)?;
     let mut loop_secs = t.elapsed().as_secs_f64();
 
     // 4. residual: codebooks on the first pass's error, then the loop again from W' with two-stage coding
@@ -310,7 +326,7 @@ pub fn quantize_linear_prepared(
         kmeans_secs += t.elapsed().as_secs_f64();
         let t = Instant::now();
         let second = SplitQuantizer::new(split, outlier_codebook.as_ref(), mains, res_codebooks.iter().collect())?;
-        out = vptq_quantize(&wp, m, n, hessian, hessian_inv_chol, &second, cfg.block_size)?;
+        out = vptq_quantize_unscored(&wp, m, n, hessian_inv_chol, &second, cfg.block_size)?;
         loop_secs += t.elapsed().as_secs_f64();
     }
 

@@ -3,7 +3,8 @@
 //! Hugging Face VPTQ format needs.
 //!
 //! `algo/*` is pure math (no IO, no model), `layer.rs` runs the per-layer pipeline, `config.rs` holds the
-//! resolved [`VqConfig`] and its presets (`"v8-k65536-256"`); `pipeline.rs`, the only file that knows the model
+//! resolved [`VqConfig`] and its presets (`"v8-k65536-256"`); `scalar_layer.rs` the RTN/GPTQ scalar baselines
+//! ([`ScalarConfig`], `"gptq-w3-g128"`); `pipeline.rs`, the only file that knows the model
 //! (`vptq-model`, `vptq-format`), collects Hessians, quantizes a whole model and writes the VPTQ folder.
 //! Dependencies: `rayon` (threads; every parallel reduction has a fixed chunking, so results do not depend on
 //! the thread count), `gemm` (imported by `algo/linalg.rs` only), `thiserror`.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod layer;
 pub mod pipeline;
+pub mod scalar_layer;
 
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -24,3 +26,4 @@ pub use error::{QuantError, Result};
 pub use layer::{
     quantize_linear, quantize_linear_prepared, LayerReport, OutlierCodes, PreparedHessian, QuantizedLinear,
 };
+pub use scalar_layer::{quantize_linear_scalar, ScalarConfig, ScalarMethod, ScalarQuantized, ScalarStorageBits};

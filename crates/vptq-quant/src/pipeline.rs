@@ -1,24 +1,31 @@
-//! Whole-model quantization, reference mode (vptq-spec.md §1.1): run calibration tokens through the
-//! full-precision model capturing every linear's input into Hessian accumulators ([`collect_hessians`]),
-//! quantize the selected decoder linears ([`quantize_model`]) and write the Hugging Face VPTQ folder
-//! ([`write_vptq_folder`]).
+//! Whole-model quantization (vptq-spec.md §1.1): calibration windows ([`calibration_windows`]), the
+//! block-streaming driver with reference or sequential calibration ([`quantize_model`]), per-layer checkpoints
+//! ([`Checkpoint`]) and the Hugging Face VPTQ folder writer ([`write_vptq_folder`]).
 //!
-//! The only file of this crate that knows the model (`vptq-model`); the model has no hooks, so
-//! [`forward_capture`] re-runs the decoder from its public pieces, mirroring `Llama::forward` (checked by a
-//! test to give the same logits). Q/K rows of GGUF-sourced models (interleaved RoPE) are un-permuted to the
-//! Hugging Face order before quantization, so the written folder is in HF order throughout.
+//! The only part of this crate that knows the model (`vptq-model`). Q/K rows of GGUF-sourced models
+//! (interleaved RoPE) are un-permuted to the Hugging Face order before quantization, so results and the
+//! written folder are in HF order throughout.
 
-use crate::algo::hessian::HessianAccumulator;
-use crate::config::VqConfig;
+mod calib;
+mod checkpoint;
+mod driver;
+mod result;
+mod write;
+
+pub use calib::calibration_windows;
+pub use checkpoint::Checkpoint;
+pub use driver::{quantize_model, CalibMode, Event, QuantizeOptions};
+pub use result::{LayerResult, LayerStats, LayerWeights, Method};
+pub use write::write_vptq_folder;
+
 use crate::error::QuantError;
-use crate::layer::{quantize_linear_prepared, PreparedHessian, QuantizedLinear};
-use std::path::Path;
-use vptq_format::hf::{write_safetensors, HalfOrFloat, OwnedTensor};
-use vptq_format::vptq::{layer_config_json, vq_owned_tensors, VqLayerData, VqLayout, QUANT_METHOD_VPTQ};
+use crate::layer::QuantizedLinear;
+use std::path::PathBuf;
+use vptq_format::vptq::{VqLayerData, VqLayout};
 use vptq_format::FormatError;
 use vptq_kernels::ops::RopeLayout;
-use vptq_model::export::{hf_config_json, permute_rows, write_dir_atomic, ExportDtype, RowOrder};
-use vptq_model::{KvCache, Linear, Llama, LogitsMode, ModelError, Tokenizer};
+use vptq_model::export::{permute_rows, RowOrder};
+use vptq_model::{KvCache, Linear, Llama, LogitsMode, ModelError};
 
 /// Errors of the whole-model pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -40,42 +47,26 @@ pub enum PipelineError {
     /// A request that cannot be served (e.g. re-quantizing a VPTQ layer).
     #[error("{0}")]
     InvalidArgument(String),
+    /// A checkpoint folder that cannot be used.
+    #[error("checkpoint {}: {reason}", path.display())]
+    Checkpoint {
+        /// The folder or file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Result alias of the pipeline.
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
-fn quant_err(module: impl Into<String>) -> impl FnOnce(QuantError) -> PipelineError {
+pub(crate) fn quant_err(module: impl Into<String>) -> impl FnOnce(QuantError) -> PipelineError {
     let module = module.into();
     move |source| PipelineError::Quant { module, source }
 }
 
 /// Which linear input a captured activation is (the model's own observation points).
 pub use vptq_model::LinearInput as Site;
-
-/// The four Hessian accumulators of one decoder block.
-#[derive(Debug, Clone)]
-pub struct BlockHessians {
-    /// Shared by q_proj, k_proj, v_proj.
-    pub qkv: HessianAccumulator,
-    /// o_proj.
-    pub o: HessianAccumulator,
-    /// Shared by gate_proj, up_proj.
-    pub up: HessianAccumulator,
-    /// down_proj.
-    pub down: HessianAccumulator,
-}
-
-impl BlockHessians {
-    fn site(&mut self, s: Site) -> &mut HessianAccumulator {
-        match s {
-            Site::Qkv => &mut self.qkv,
-            Site::O => &mut self.o,
-            Site::Up => &mut self.up,
-            Site::Down => &mut self.down,
-        }
-    }
-}
 
 /// Runs one sequence `tokens` (positions 0…) through `model` in full precision, calling
 /// `capture(layer, site, x)` with every linear input `x [n, in_features]`; returns all logits `[n, vocab]`.
@@ -107,42 +98,8 @@ pub fn forward_capture(
     }
 }
 
-/// Accumulates `E[x xᵀ]` of every decoder linear's input over the calibration sequences (reference mode: the
-/// full-precision model's activations). One entry per block.
-///
-/// # Errors
-/// As [`forward_capture`]; non-finite activations.
-pub fn collect_hessians(model: &Llama, calib_tokens: &[Vec<u32>]) -> Result<Vec<BlockHessians>> {
-    let c = &model.config;
-    let mut hs: Vec<BlockHessians> = (0..model.blocks.len())
-        .map(|_| BlockHessians {
-            qkv: HessianAccumulator::new(c.hidden_size),
-            o: HessianAccumulator::new(c.n_heads * c.head_dim),
-            up: HessianAccumulator::new(c.hidden_size),
-            down: HessianAccumulator::new(c.intermediate_size),
-        })
-        .collect();
-    for seq in calib_tokens {
-        forward_capture(model, seq, |layer, site, x| hs[layer].site(site).add_batch(x).map_err(quant_err("*")))?;
-    }
-    Ok(hs)
-}
-
-/// Progress of [`quantize_model`], reported after each layer.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress<'a> {
-    /// Layers done so far (this one included).
-    pub done: usize,
-    /// Layers selected in total.
-    pub total: usize,
-    /// The layer just quantized.
-    pub module: &'a str,
-    /// Its result.
-    pub layer: &'a QuantizedLinear,
-}
-
 /// `(group, short name, site)` of the seven decoder linears, in `Block::linears` order.
-const LINEARS: [(&str, &str, Site); 7] = [
+pub(crate) const LINEARS: [(&str, &str, Site); 7] = [
     ("self_attn", "q_proj", Site::Qkv),
     ("self_attn", "k_proj", Site::Qkv),
     ("self_attn", "v_proj", Site::Qkv),
@@ -166,7 +123,7 @@ pub fn is_selected(name: &str, include: &[String], exclude: &[String]) -> bool {
 }
 
 /// The weight `[M, N]` of a dense linear in f32, rows in Hugging Face order.
-fn hf_weight(model: &Llama, short: &str, l: &Linear, module: &str) -> Result<Vec<f32>> {
+pub(crate) fn hf_weight(model: &Llama, short: &str, l: &Linear, module: &str) -> Result<Vec<f32>> {
     let Linear::Dense(d) = l else {
         return Err(PipelineError::InvalidArgument(format!("{module} is already VPTQ-quantized")));
     };
@@ -175,8 +132,29 @@ fn hf_weight(model: &Llama, short: &str, l: &Linear, module: &str) -> Result<Vec
     Ok(hf_rows(model, short, w, l.in_features()))
 }
 
+/// The layer's bias `[M]` in Hugging Face row order.
+pub(crate) fn hf_bias(model: &Llama, short: &str, l: &Linear) -> Option<Vec<f32>> {
+    let bias = match l {
+        Linear::Dense(d) => d.bias.clone(),
+        Linear::Vq(v) => v.tensors.bias.clone(),
+    };
+    bias.map(|b| hf_rows(model, short, b, 1))
+}
+
+/// Permutes q/k rows in Hugging Face order back to the model's own order (the inverse of [`hf_rows`]).
+pub(crate) fn model_rows(model: &Llama, short: &str, w: Vec<f32>, cols: usize) -> Vec<f32> {
+    let c = &model.config;
+    match short {
+        "q_proj" | "k_proj" if c.rope_layout == RopeLayout::Interleaved => {
+            let heads = if short == "q_proj" { c.n_heads } else { c.n_kv_heads };
+            permute_rows(&w, heads, c.head_dim, cols, RowOrder::HfToGguf)
+        }
+        _ => w,
+    }
+}
+
 /// Un-permutes q/k rows (or biases, `cols = 1`) of GGUF-sourced models to the Hugging Face order.
-fn hf_rows(model: &Llama, short: &str, w: Vec<f32>, cols: usize) -> Vec<f32> {
+pub(crate) fn hf_rows(model: &Llama, short: &str, w: Vec<f32>, cols: usize) -> Vec<f32> {
     let c = &model.config;
     match short {
         "q_proj" | "k_proj" if c.rope_layout == RopeLayout::Interleaved => {
@@ -185,68 +163,6 @@ fn hf_rows(model: &Llama, short: &str, w: Vec<f32>, cols: usize) -> Vec<f32> {
         }
         _ => w,
     }
-}
-
-/// Quantizes the selected decoder linears with `cfg`; q/k/v share one [`PreparedHessian`], as do gate/up.
-/// Weights are quantized in Hugging Face row order. Returns `(module path, layer)` in model order.
-///
-/// # Errors
-/// Hessians that do not match the model, a layer that is already VPTQ, quantizer errors (naming the module).
-pub fn quantize_model(
-    model: &Llama,
-    hessians: &[BlockHessians],
-    cfg: &VqConfig,
-    include: &[String],
-    exclude: &[String],
-    mut progress: impl FnMut(Progress<'_>),
-) -> Result<Vec<(String, QuantizedLinear)>> {
-    if hessians.len() != model.blocks.len() {
-        return Err(PipelineError::InvalidArgument(format!(
-            "{} Hessian sets for {} blocks",
-            hessians.len(),
-            model.blocks.len()
-        )));
-    }
-    let selected: Vec<(usize, usize)> = (0..model.blocks.len())
-        .flat_map(|b| (0..LINEARS.len()).map(move |i| (b, i)))
-        .filter(|&(b, i)| is_selected(&module_name(b, LINEARS[i].1), include, exclude))
-        .collect();
-    let total = selected.len();
-    let mut out = Vec::with_capacity(total);
-    let mut prepared: Option<(usize, Site, PreparedHessian)> = None;
-    for (b, i) in selected {
-        let (_, short, site) = LINEARS[i];
-        let module = module_name(b, short);
-        let block = &model.blocks[b];
-        let lin = block.linears()[i].1;
-        if !matches!(&prepared, Some((pb, ps, _)) if *pb == b && *ps == site) {
-            let hs = &hessians[b];
-            let acc = match site {
-                Site::Qkv => &hs.qkv,
-                Site::O => &hs.o,
-                Site::Up => &hs.up,
-                Site::Down => &hs.down,
-            };
-            let n = acc.in_features();
-            if n != lin.in_features() {
-                return Err(PipelineError::InvalidArgument(format!(
-                    "{module}: Hessian is {n} wide, the layer has {} inputs",
-                    lin.in_features()
-                )));
-            }
-            let h = acc.finish().map_err(quant_err(&module))?;
-            prepared = Some((b, site, PreparedHessian::new(&h, n, cfg).map_err(quant_err(&module))?));
-        }
-        let ph = &prepared.as_ref().expect("invariant: prepared just above").2;
-        let w = hf_weight(model, short, lin, &module)?;
-        let started = std::time::Instant::now();
-        let mut q = quantize_linear_prepared(&w, lin.out_features(), ph, cfg).map_err(quant_err(&module))?;
-        q.report.secs = started.elapsed().as_secs_f64();
-        out.push((module, q));
-        let (module, layer) = out.last().expect("invariant: just pushed");
-        progress(Progress { done: out.len(), total, module, layer });
-    }
-    Ok(out)
 }
 
 /// The packed-format data of one quantized layer; `bias` is the layer's bias `[M]` in HF row order.
@@ -287,97 +203,6 @@ pub fn vq_layer_data(module: &str, q: &QuantizedLinear, bias: Option<Vec<f32>>) 
     // Check here so that a bad layer is reported before anything is written.
     data.to_vq_tensors().map_err(|e| FormatError::vptq("<quantizer>", module, e))?;
     Ok(data)
-}
-
-/// Writes the quantized model as a Hugging Face VPTQ folder at `out` (atomically): `config.json` with
-/// `quantization_config`, `model.safetensors` (quantized layers packed, everything else dense f16, HF row
-/// order), the tokenizer files when given, and `quantization_report.json` (per layer proxy error, seconds,
-/// layout).
-///
-/// # Errors
-/// Output exists (without `force`), a layer that is already VPTQ, invalid quantized layers, IO errors.
-pub fn write_vptq_folder(
-    model: &Llama,
-    tokenizer: Option<&Tokenizer>,
-    quantized: &[(String, QuantizedLinear)],
-    out: &Path,
-    force: bool,
-) -> Result<()> {
-    let c = &model.config;
-    let dtype = ExportDtype::F16;
-    let f16 = |v: Vec<f32>| HalfOrFloat::F16(v.into_iter().map(half_f16).collect());
-    let mut tensors: Vec<OwnedTensor> = Vec::new();
-    let mut layers = serde_json::Map::new();
-    let mut report = serde_json::Map::new();
-    let mut embed = vec![0f32; model.embed.weight.len()]; // [vocab, hidden]
-    model.embed.weight.view().to_f32_range(0, &mut embed);
-    tensors.push(OwnedTensor::from_float("model.embed_tokens.weight", vec![c.vocab_size, c.hidden_size], &f16(embed)));
-    for (b, block) in model.blocks.iter().enumerate() {
-        let p = format!("model.layers.{b}");
-        let norms = [("input_layernorm", &block.attn_norm), ("post_attention_layernorm", &block.ffn_norm)];
-        for (name, w) in norms {
-            tensors.push(OwnedTensor::from_float(format!("{p}.{name}.weight"), vec![c.hidden_size], &f16(w.clone())));
-        }
-        for (short, lin) in block.linears() {
-            let module = module_name(b, short);
-            let bias = match lin {
-                Linear::Dense(d) => d.bias.clone(),
-                Linear::Vq(v) => v.tensors.bias.clone(),
-            }
-            .map(|bias| hf_rows(model, short, bias, 1));
-            if let Some((_, q)) = quantized.iter().find(|(m, _)| *m == module) {
-                let data = vq_layer_data(&module, q, bias)?;
-                let t = data.to_vq_tensors().map_err(|e| FormatError::vptq("<quantizer>", module.as_str(), e))?;
-                tensors.extend(vq_owned_tensors(&module, &t));
-                layers.insert(module.clone(), layer_config_json(&data.layout));
-                report.insert(
-                    module.clone(),
-                    serde_json::json!({"proxy_err": q.report.proxy_err, "secs": q.report.secs,
-                        "kmeans_secs": q.report.kmeans_secs, "loop_secs": q.report.loop_secs,
-                        "layout": data.layout.describe(), "config": layer_config_json(&data.layout)}),
-                );
-            } else {
-                let w = hf_weight(model, short, lin, &module)?;
-                let shape = vec![lin.out_features(), lin.in_features()];
-                tensors.push(OwnedTensor::from_float(format!("{module}.weight"), shape, &f16(w)));
-                if let Some(bias) = bias {
-                    tensors.push(OwnedTensor::from_float(format!("{module}.bias"), vec![bias.len()], &f16(bias)));
-                }
-            }
-        }
-    }
-    tensors.push(OwnedTensor::from_float("model.norm.weight", vec![c.hidden_size], &f16(model.norm.clone())));
-    if let Some(h) = &model.head {
-        let w = hf_weight(model, "lm_head", h, "lm_head")?;
-        tensors.push(OwnedTensor::from_float("lm_head.weight", vec![c.vocab_size, c.hidden_size], &f16(w)));
-    }
-    let mut config = hf_config_json(c, tokenizer, dtype);
-    config["quantization_config"] = serde_json::json!({
-        "quant_method": QUANT_METHOD_VPTQ,
-        "config_for_layers": layers,
-        "shared_layer_config": {},
-    });
-    let report = serde_json::Value::Object(report);
-    let json =
-        |v: &serde_json::Value| serde_json::to_string_pretty(v).map_err(|e| ModelError::InvalidArgument(e.to_string()));
-    write_dir_atomic(out, force, |dir| {
-        let mut meta = std::collections::HashMap::new();
-        meta.insert("format".to_string(), "pt".to_string());
-        write_safetensors(&dir.join("model.safetensors"), &tensors, Some(meta))?;
-        vptq_format::atomic::write_bytes_atomic(&dir.join("config.json"), json(&config)?.as_bytes())?;
-        vptq_format::atomic::write_bytes_atomic(&dir.join("quantization_report.json"), json(&report)?.as_bytes())?;
-        if let Some(t) = tokenizer {
-            t.save_hf_files(dir)?;
-            let generation = json(&t.generation_config_json())?;
-            vptq_format::atomic::write_bytes_atomic(&dir.join("generation_config.json"), generation.as_bytes())?;
-        }
-        Ok(())
-    })?;
-    Ok(())
-}
-
-fn half_f16(x: f32) -> half::f16 {
-    half::f16::from_f32(x)
 }
 
 #[cfg(test)]

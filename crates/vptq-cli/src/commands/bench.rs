@@ -64,6 +64,18 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
             report.read_bandwidth_gb_s,
             report.decode_efficiency * 100.0
         );
+        let w = &report.weight_bytes_breakdown;
+        let kinds: Vec<String> = w.linear_kinds.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+        println!(
+            "weights      projections {:.2} MB ({}), head {:.2} MB ({}), embedding row {:.2} KB ({}), norms {:.2} KB",
+            w.linears as f64 / 1e6,
+            kinds.join(", "),
+            w.head as f64 / 1e6,
+            w.head_kind,
+            w.embed_row as f64 / 1e3,
+            w.embed_kind,
+            w.norms as f64 / 1e3
+        );
         if let Some(r) = rss {
             println!("peak RSS     {:.1} MiB", r as f64 / (1024.0 * 1024.0));
         }

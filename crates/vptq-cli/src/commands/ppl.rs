@@ -2,7 +2,7 @@
 
 use crate::args::{Context, ModelArgs};
 use anyhow::{Context as _, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use vptq_eval::{perplexity, PplOptions};
 
 /// Arguments of `ppl`.
@@ -10,7 +10,8 @@ use vptq_eval::{perplexity, PplOptions};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// UTF-8 text file
+    /// UTF-8 text file, or a cached text by name: `pride` (Pride and Prejudice), another Austen novel's R
+    /// name (`emma`, `persuasion`, ...), `brown` (whole), `brown-calib` (first 90%), `brown-heldout` (last 10%)
     #[arg(long, short)]
     text: PathBuf,
     /// Window length in tokens
@@ -24,14 +25,44 @@ pub struct Args {
     json: bool,
 }
 
+/// The text at `path`, or the cached text it names when no such file exists.
+fn read_text(path: &Path, ctx: &Context) -> Result<String> {
+    let cache = vptq_assets::Cache::new(&ctx.cache_dir);
+    let named = if path.exists() { None } else { path.to_str() };
+    let brown = |part: usize| -> Result<String> {
+        let (calib, heldout) = cache.brown_split().context("Brown corpus not cached: run `vptq fetch`")?;
+        Ok(match part {
+            0 => calib,
+            1 => heldout,
+            _ => std::fs::read_to_string(cache.brown_txt())?,
+        })
+    };
+    match named {
+        Some("brown-calib") => brown(0),
+        Some("brown-heldout") => brown(1),
+        Some("brown") => brown(2),
+        Some(name) if name == "pride" || name.parse::<vptq_assets::Novel>().is_ok() => {
+            let novel = if name == "pride" {
+                vptq_assets::Novel::PridePrejudice
+            } else {
+                name.parse().map_err(anyhow::Error::msg)?
+            };
+            let p = cache.austen(novel);
+            std::fs::read_to_string(&p).with_context(|| format!("reading {} (run `vptq fetch`)", p.display()))
+        }
+        _ => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", path.display()))
+        }
+    }
+}
+
 /// Runs the command.
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     if args.max_windows == Some(0) {
         anyhow::bail!("--max-windows must be at least 1");
     }
-    let bytes = std::fs::read(&args.text).with_context(|| format!("reading {}", args.text.display()))?;
-    let text =
-        String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", args.text.display()))?;
+    let text = read_text(&args.text, ctx)?;
     let loaded = args.model.load(ctx)?;
     let tokens = loaded.tokenizer.encode(&text, false)?;
     let windows = args.max_windows.map_or(tokens.len() / args.ctx.max(1), |m| m.min(tokens.len() / args.ctx.max(1)));

@@ -289,6 +289,17 @@ impl<'a> TensorRef<'a> {
         })
     }
 
+    /// Copies the data out as signed bytes (8-bit quantized weights).
+    ///
+    /// # Errors
+    /// [`FormatError::UnsupportedDtype`] unless the dtype is I8.
+    pub fn to_i8(&self) -> Result<Vec<i8>> {
+        match self.dtype {
+            Dtype::I8 => Ok(self.data.iter().map(|&b| b as i8).collect()),
+            other => Err(self.unsupported(other)),
+        }
+    }
+
     fn unsupported(&self, dtype: Dtype) -> FormatError {
         FormatError::UnsupportedDtype {
             path: self.path.to_path_buf(),
@@ -323,6 +334,13 @@ impl OwnedTensor {
     }
 }
 
+impl OwnedTensor {
+    /// A tensor of signed bytes (I8), e.g. 8-bit quantized weights.
+    pub fn from_i8(name: impl Into<String>, shape: Vec<usize>, data: &[i8]) -> Self {
+        OwnedTensor { name: name.into(), dtype: Dtype::I8, shape, data: data.iter().map(|&v| v as u8).collect() }
+    }
+}
+
 /// Writes tensors to a safetensors file atomically (temporary sibling, then rename).
 ///
 /// # Errors
@@ -348,4 +366,25 @@ pub fn write_safetensors(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i8_tensors_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let values: Vec<i8> = vec![-128, -127, -1, 0, 1, 127];
+        let t = OwnedTensor::from_i8("q", vec![2, 3], &values);
+        let f = OwnedTensor::from_float("f", vec![1], &HalfOrFloat::F32(vec![1.5]));
+        write_safetensors(&path, &[t, f], None).unwrap();
+        let file = SafetensorsFile::open(&path).unwrap();
+        let q = file.get("q").unwrap();
+        assert_eq!((q.dtype, q.shape), (Dtype::I8, &[2usize, 3][..]));
+        assert_eq!(q.to_i8().unwrap(), values);
+        assert!(matches!(q.to_f32(), Err(FormatError::UnsupportedDtype { .. })), "int8 is not read as float");
+        assert!(matches!(file.get("f").unwrap().to_i8(), Err(FormatError::UnsupportedDtype { .. })));
+    }
 }

@@ -7,9 +7,10 @@
 //! same for all candidates of one vector, so it does not change the argmin), then move each centroid to the
 //! weighted mean of its members. Empty clusters are re-seeded at the vectors of highest weighted error.
 //! Nearest search uses `‖x − c‖² = ‖x‖² + 2(½‖c‖² − x·c)` with centroids stored transposed `[v, k]`, so the inner
-//! loop is a register-blocked (4 vectors × 8 centroids) multiply-add over contiguous centroid lanes — AVX2+FMA
-//! intrinsics where the CPU has them (run-time detection), a portable loop elsewhere — cache-blocked over chunks
-//! of 2048 centroids, with threads over blocks of 64 vectors.
+//! loop is a register-blocked multiply-add over contiguous centroid lanes — AVX-512F (8 vectors × 16 centroids)
+//! or AVX2+FMA (4 × 8) intrinsics where the CPU has them (run-time detection), a portable loop elsewhere, all
+//! computing every distance with the same chain of fused multiply-adds, so they return the same indices —
+//! cache-blocked over chunks of 2048 centroids, with threads over blocks of 64 vectors.
 //! Determinism: each vector's argmin is computed by one task in a fixed order; centroid sums run per cluster
 //! over its members in index order; objective sums use fixed chunks. Results are bit-identical whatever the
 //! thread count. Every random choice draws from [`SplitMix64`] seeded by `KMeansConfig::seed`.
@@ -25,10 +26,16 @@ use crate::error::{check_finite_f32, check_len, QuantError, Result};
 pub const MAX_VECTOR_LEN: usize = 16;
 /// Most centroids per codebook (16-bit indices).
 pub const MAX_CENTROIDS: usize = 65536;
-/// Centroids per SIMD lane group (one AVX2 register of f32).
+/// Centroids per SIMD lane group of the portable and AVX2 scans (one AVX2 register of f32).
 const LANES: usize = 8;
+/// `k` is padded to a multiple of this (one AVX-512 register of f32; a multiple of `LANES`).
+const K_PAD_MULTIPLE: usize = 16;
 /// Vectors per register block: 4 vectors × 8 lanes of partial distances stay in registers.
 const QV: usize = 4;
+/// Vectors per register block of the AVX-512 scan: 8 partials + 8 lane minima + 8 lane indices fit in its 32
+/// registers.
+#[cfg(target_arch = "x86_64")]
+const QV512: usize = 8;
 /// Vectors per task of the nearest search (and per stack buffer).
 const VECTOR_BLOCK: usize = 64;
 /// Centroids per cache block: `2048 · v · 4` bytes (≤ 128 KiB) of transposed centroids reused by a vector block.
@@ -91,7 +98,7 @@ pub struct Codebook {
     vector_len: usize,
     /// k: centroids
     num_centroids: usize,
-    /// k rounded up to a multiple of LANES
+    /// k rounded up to a multiple of 16 (`K_PAD_MULTIPLE`)
     k_pad: usize,
     /// centroids [k, v] row-major
     centroids: Vec<f32>,
@@ -120,7 +127,7 @@ impl Codebook {
         }
         check_finite_f32("centroids", &centroids)?;
         let v = vector_len;
-        let k_pad = k.div_ceil(LANES) * LANES;
+        let k_pad = k.div_ceil(K_PAD_MULTIPLE) * K_PAD_MULTIPLE;
         let mut centroids_t = vec![0f32; v * k_pad];
         let mut half_norms = vec![f32::INFINITY; k_pad];
         for c in 0..k {
@@ -162,13 +169,19 @@ impl Codebook {
     /// # Panics
     /// If `vectors.len() != out.len() · v`.
     pub fn nearest(&self, vectors: &[f32], out: &mut [u32]) {
+        self.nearest_with(ScanKernel::detect(), vectors, out);
+    }
+
+    /// [`Self::nearest`] with a given kernel.
+    fn nearest_with(&self, kernel: ScanKernel, vectors: &[f32], out: &mut [u32]) {
         let v = self.vector_len;
         assert_eq!(vectors.len(), out.len() * v, "Codebook::nearest: vectors is not [out.len(), v]");
+        let (ct, hn, k_pad) = (&self.centroids_t[..], &self.half_norms[..], self.k_pad);
         if out.len() <= VECTOR_BLOCK {
-            nearest_block(&self.centroids_t, &self.half_norms, self.k_pad, v, vectors, out);
+            kernel.nearest_block(ct, hn, k_pad, v, vectors, out);
         } else {
             out.par_chunks_mut(VECTOR_BLOCK).zip(vectors.par_chunks(VECTOR_BLOCK * v)).for_each(|(o, x)| {
-                nearest_block(&self.centroids_t, &self.half_norms, self.k_pad, v, x, o);
+                kernel.nearest_block(ct, hn, k_pad, v, x, o);
             });
         }
     }
@@ -206,24 +219,27 @@ fn check_vector_len(v: usize) -> Result<()> {
     }
 }
 
-/// Best `(½‖c‖² − x·c, c)` of each of the 4 vectors `xq [QV][v]` over centroids `[c0, c1)` (a multiple of 8
+/// Best `(½‖c‖² − x·c, c)` of each of the `G` vectors `xq [G][v]` over centroids `[c0, c1)` (a multiple of 8
 /// long): lane-wise running minimum over 8 centroids at a time, then a lane reduction (smallest value, then
-/// smallest index). Portable reference of [`scan_group_avx2`].
+/// smallest index). Portable reference of [`scan_group_avx2`] and [`scan_group_avx512`].
+///
+/// Every partial distance is the same chain of fused multiply-adds as in the SIMD scans (`mul_add` of `−x`
+/// equals `fnmadd` bit for bit), so all variants pick the same indices, ties included.
 #[inline(always)]
-fn scan_group_portable(
+fn scan_group_portable<const G: usize>(
     centroids_t: &[f32],
     half_norms: &[f32],
     k_pad: usize,
     v: usize,
-    xq: &[[f32; MAX_VECTOR_LEN]; QV],
+    xq: &[[f32; MAX_VECTOR_LEN]; G],
     centroid_range: std::ops::Range<usize>,
-) -> ([f32; QV], [u32; QV]) {
-    // lane_best/lane_idx [QV][LANES]: lane-wise minimum over the range
-    let mut lane_best = [[f32::INFINITY; LANES]; QV];
-    let mut lane_idx = [[0u32; LANES]; QV];
+) -> ([f32; G], [u32; G]) {
+    // lane_best/lane_idx [G][LANES]: lane-wise minimum over the range
+    let mut lane_best = [[f32::INFINITY; LANES]; G];
+    let mut lane_idx = [[0u32; LANES]; G];
     for c in centroid_range.step_by(LANES) {
-        // s [QV][LANES] = ½‖c‖² − x·c for centroids c .. c+8
-        let mut s = [[0f32; LANES]; QV];
+        // s [G][LANES] = ½‖c‖² − x·c for centroids c .. c+8
+        let mut s = [[0f32; LANES]; G];
         for sq in s.iter_mut() {
             sq.copy_from_slice(&half_norms[c..c + LANES]);
         }
@@ -231,11 +247,11 @@ fn scan_group_portable(
             let row = &centroids_t[t * k_pad + c..t * k_pad + c + LANES];
             for (sq, xrow) in s.iter_mut().zip(xq) {
                 for (sl, &r) in sq.iter_mut().zip(row) {
-                    *sl -= xrow[t] * r;
+                    *sl = (-xrow[t]).mul_add(r, *sl);
                 }
             }
         }
-        for q in 0..QV {
+        for q in 0..G {
             for l in 0..LANES {
                 if s[q][l] < lane_best[q][l] {
                     lane_best[q][l] = s[q][l];
@@ -247,13 +263,17 @@ fn scan_group_portable(
     reduce_lanes(&lane_best, &lane_idx)
 }
 
-/// Per vector: the smallest lane value, ties to the smallest index.
+/// Per vector: the smallest lane value, ties to the smallest index. Each lane holds the first minimum of its
+/// own centroids, so this is the first minimum of the whole range whatever the lane count.
 #[inline(always)]
-fn reduce_lanes(lane_best: &[[f32; LANES]; QV], lane_idx: &[[u32; LANES]; QV]) -> ([f32; QV], [u32; QV]) {
-    let (mut best, mut best_idx) = ([f32::INFINITY; QV], [0u32; QV]);
-    for q in 0..QV {
+fn reduce_lanes<const L: usize, const G: usize>(
+    lane_best: &[[f32; L]; G],
+    lane_idx: &[[u32; L]; G],
+) -> ([f32; G], [u32; G]) {
+    let (mut best, mut best_idx) = ([f32::INFINITY; G], [0u32; G]);
+    for q in 0..G {
         let (mut bv, mut bi) = (lane_best[q][0], lane_idx[q][0]);
-        for l in 1..LANES {
+        for l in 1..L {
             let (lv, li) = (lane_best[q][l], lane_idx[q][l]);
             if lv < bv || (lv == bv && li < bi) {
                 (bv, bi) = (lv, li);
@@ -312,16 +332,68 @@ fn scan_group_avx2(
     reduce_lanes(&best, &best_idx)
 }
 
+/// [`scan_group_portable`] with AVX-512F intrinsics: `G` vectors × 16 centroids of partial distances in `G` zmm
+/// registers (AVX-512 has 32, so `G = 8` keeps partials, lane minima and lane indices all in registers), the
+/// same `v` fused multiply-adds per centroid as the other scans, a mask compare and two masked moves into the
+/// lane minimum and its index. The range must be a multiple of 16 long (`Codebook` pads `k` to 16).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn scan_group_avx512<const G: usize>(
+    centroids_t: &[f32],
+    half_norms: &[f32],
+    k_pad: usize,
+    v: usize,
+    xq: &[[f32; MAX_VECTOR_LEN]; G],
+    centroid_range: std::ops::Range<usize>,
+) -> ([f32; G], [u32; G]) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    debug_assert!(centroid_range.len().is_multiple_of(L) && centroid_range.start.is_multiple_of(L));
+    let mut lane_best = [_mm512_set1_ps(f32::INFINITY); G];
+    let mut lane_idx = [_mm512_setzero_si512(); G];
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for c in centroid_range.step_by(L) {
+        let hn = &half_norms[c..c + L];
+        // SAFETY: `hn` is a slice of exactly 16 f32 (bounds-checked above); unaligned load.
+        let h = unsafe { _mm512_loadu_ps(hn.as_ptr()) };
+        let mut s = [h; G];
+        for t in 0..v {
+            let row = &centroids_t[t * k_pad + c..t * k_pad + c + L];
+            // SAFETY: `row` is a slice of exactly 16 f32; unaligned load.
+            let r = unsafe { _mm512_loadu_ps(row.as_ptr()) };
+            for (sq, xrow) in s.iter_mut().zip(xq) {
+                *sq = _mm512_fnmadd_ps(_mm512_set1_ps(xrow[t]), r, *sq);
+            }
+        }
+        let idx = _mm512_add_epi32(_mm512_set1_epi32(c as i32), lane);
+        for ((sq, lb), li) in s.iter().zip(&mut lane_best).zip(&mut lane_idx) {
+            let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(*sq, *lb);
+            *lb = _mm512_mask_mov_ps(*lb, better, *sq);
+            *li = _mm512_mask_mov_epi32(*li, better, idx);
+        }
+    }
+    let mut best = [[0f32; L]; G];
+    let mut best_idx = [[0u32; L]; G];
+    for q in 0..G {
+        // SAFETY: each destination is an array of exactly 16 f32 / 16 u32; unaligned stores.
+        unsafe {
+            _mm512_storeu_ps(best[q].as_mut_ptr(), lane_best[q]);
+            _mm512_storeu_si512(best_idx[q].as_mut_ptr().cast(), lane_idx[q]);
+        }
+    }
+    reduce_lanes(&best, &best_idx)
+}
+
 /// Nearest centroid of `nb ≤ 64` vectors `xs [nb, v]` → `out [nb]`: for each chunk of 2048 centroids and each
-/// group of 4 vectors, `scan` gives the group's best over the chunk, merged into the per-vector best with a
+/// group of `G` vectors, `scan` gives the group's best over the chunk, merged into the per-vector best with a
 /// strict `<` so the earlier chunk wins ties.
 #[inline(always)]
-fn nearest_block_with(
+fn nearest_block_with<const G: usize>(
     k_pad: usize,
     v: usize,
     xs: &[f32],
     out: &mut [u32],
-    mut scan: impl FnMut(&[[f32; MAX_VECTOR_LEN]; QV], std::ops::Range<usize>) -> ([f32; QV], [u32; QV]),
+    mut scan: impl FnMut(&[[f32; MAX_VECTOR_LEN]; G], std::ops::Range<usize>) -> ([f32; G], [u32; G]),
 ) {
     let nb = out.len();
     // best/best_idx [nb]: running minimum of ½‖c‖² − x·c per vector over the chunks seen so far
@@ -329,14 +401,14 @@ fn nearest_block_with(
     let mut best_idx = [0u32; VECTOR_BLOCK];
     for c0 in (0..k_pad).step_by(CENTROID_CHUNK) {
         let c1 = (c0 + CENTROID_CHUNK).min(k_pad);
-        for g in (0..nb).step_by(QV) {
-            // xq [QV][v]: the group's vectors, zero past nb
-            let mut xq = [[0f32; MAX_VECTOR_LEN]; QV];
+        for g in (0..nb).step_by(G) {
+            // xq [G][v]: the group's vectors, zero past nb
+            let mut xq = [[0f32; MAX_VECTOR_LEN]; G];
             for (q, xrow) in xq.iter_mut().enumerate().take(nb - g) {
                 xrow[..v].copy_from_slice(&xs[(g + q) * v..(g + q + 1) * v]);
             }
             let (bv, bi) = scan(&xq, c0..c1);
-            for q in 0..QV.min(nb - g) {
+            for q in 0..G.min(nb - g) {
                 if bv[q] < best[g + q] {
                     best[g + q] = bv[q];
                     best_idx[g + q] = bi[q];
@@ -354,17 +426,80 @@ fn nearest_block_avx2(centroids_t: &[f32], half_norms: &[f32], k_pad: usize, v: 
     nearest_block_with(k_pad, v, xs, out, |xq, range| scan_group_avx2(centroids_t, half_norms, k_pad, v, xq, range));
 }
 
-/// Nearest centroid of `nb ≤ 64` vectors `xs [nb, v]` → `out [nb]` (AVX2+FMA where the CPU has it).
-fn nearest_block(centroids_t: &[f32], half_norms: &[f32], k_pad: usize, v: usize, xs: &[f32], out: &mut [u32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features the function is compiled for were detected at run time.
-        unsafe { nearest_block_avx2(centroids_t, half_norms, k_pad, v, xs, out) };
-        return;
-    }
-    nearest_block_with(k_pad, v, xs, out, |xq, range| {
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn nearest_block_avx512(centroids_t: &[f32], half_norms: &[f32], k_pad: usize, v: usize, xs: &[f32], out: &mut [u32]) {
+    nearest_block_with::<QV512>(k_pad, v, xs, out, |xq, range| {
+        scan_group_avx512(centroids_t, half_norms, k_pad, v, xq, range)
+    });
+}
+
+fn nearest_block_portable(
+    centroids_t: &[f32],
+    half_norms: &[f32],
+    k_pad: usize,
+    v: usize,
+    xs: &[f32],
+    out: &mut [u32],
+) {
+    nearest_block_with::<QV>(k_pad, v, xs, out, |xq, range| {
         scan_group_portable(centroids_t, half_norms, k_pad, v, xq, range)
     });
+}
+
+/// Which nearest-search kernel this CPU runs (detected once per call; the checks are cached by std).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScanKernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl ScanKernel {
+    /// The fastest kernel the CPU supports.
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return ScanKernel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return ScanKernel::Avx2;
+            }
+        }
+        ScanKernel::Portable
+    }
+
+    /// Every kernel this CPU can run (for parity tests and timings).
+    #[cfg(test)]
+    fn available() -> Vec<Self> {
+        let mut all = vec![ScanKernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                all.push(ScanKernel::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                all.push(ScanKernel::Avx512);
+            }
+        }
+        all
+    }
+
+    /// Nearest centroid of `nb ≤ 64` vectors `xs [nb, v]` → `out [nb]` with this kernel.
+    fn nearest_block(self, ct: &[f32], hn: &[f32], k_pad: usize, v: usize, xs: &[f32], out: &mut [u32]) {
+        match self {
+            ScanKernel::Portable => nearest_block_portable(ct, hn, k_pad, v, xs, out),
+            // SAFETY: `available`/`detect` only return these variants after detecting their features at run time.
+            #[cfg(target_arch = "x86_64")]
+            ScanKernel::Avx2 => unsafe { nearest_block_avx2(ct, hn, k_pad, v, xs, out) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            ScanKernel::Avx512 => unsafe { nearest_block_avx512(ct, hn, k_pad, v, xs, out) },
+        }
+    }
 }
 
 /// Hessian-weighted k-means of `data [n, v]` with per-vector `weights [n]` (`None` = all 1).
@@ -694,18 +829,82 @@ mod tests {
     }
 
     #[test]
-    fn portable_and_simd_scans_agree() {
-        // The x86 build takes the AVX2 path where available; the portable scan is checked here directly.
-        let (v, k, n) = (6, 300, 61);
-        let codebook = Codebook::new(normal_f32(k * v, 31), v).unwrap();
-        let x = normal_f32(n * v, 32);
-        let (mut portable, mut dispatched, mut slow) = (vec![0u32; n], vec![0u32; n], vec![0u32; n]);
-        let (ct, hn, k_pad) = (&codebook.centroids_t, &codebook.half_norms, codebook.k_pad);
-        nearest_block_with(k_pad, v, &x, &mut portable, |xq, range| scan_group_portable(ct, hn, k_pad, v, xq, range));
-        codebook.nearest(&x, &mut dispatched);
-        codebook.nearest_ref(&x, &mut slow);
-        assert_eq!(portable, slow);
-        assert_eq!(dispatched, slow);
+    fn every_scan_kernel_returns_the_same_indices() {
+        let kernels = ScanKernel::available();
+        for v in 2..=MAX_VECTOR_LEN {
+            // k not a multiple of 16 (nor of 8 for most), n not a multiple of any group size or of 64
+            for (k, n) in [(3, 7), (37, 61), (300 + v, 333), (2100 + 3 * v, 130)] {
+                let mut centroids = normal_f32(k * v, 31 + v as u64);
+                // exact duplicates far apart (across lanes and across 2048-chunks) force ties
+                let dup = centroids[..v].to_vec();
+                centroids[(k - 1) * v..].copy_from_slice(&dup);
+                if k > 20 {
+                    centroids[17 * v..18 * v].copy_from_slice(&dup);
+                }
+                let codebook = Codebook::new(centroids, v).unwrap();
+                let mut x = normal_f32(n * v, 32 + k as u64);
+                // some vectors sit exactly on the duplicated centroid, some are zero (the padding case)
+                x[..v].copy_from_slice(&dup);
+                x[2 * v..3 * v].fill(0.0);
+                let mut slow = vec![0u32; n];
+                codebook.nearest_ref(&x, &mut slow);
+                let mut first: Option<Vec<u32>> = None;
+                for &kernel in &kernels {
+                    let mut out = vec![u32::MAX; n];
+                    codebook.nearest_with(kernel, &x, &mut out);
+                    assert_eq!(out[0], 0, "v={v} k={k} {kernel:?}: a tie goes to the lowest index");
+                    for i in 0..n {
+                        let xi = &x[i * v..(i + 1) * v];
+                        let (df, ds) = (
+                            sq_dist_f64(xi, codebook.centroid(out[i] as usize)),
+                            sq_dist_f64(xi, codebook.centroid(slow[i] as usize)),
+                        );
+                        assert!(df <= ds + 1e-5 * (1.0 + ds), "v={v} k={k} i={i} {kernel:?}: {df} vs {ds}");
+                    }
+                    match &first {
+                        None => first = Some(out),
+                        Some(want) => assert_eq!(&out, want, "v={v} k={k}: {kernel:?} differs from {:?}", kernels[0]),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Speed of every scan kernel on the same data, in one run; run with
+    /// `cargo test --release -p vptq-quant -- --ignored --nocapture scan_kernel_speed`.
+    #[test]
+    #[ignore = "timing print, run in release"]
+    fn scan_kernel_speed() {
+        for (v, k, n) in [(6, 4096, 96_000), (8, 65536, 8_192), (4, 65536, 8_192), (12, 4096, 48_000)] {
+            let codebook = Codebook::new(normal_f32(k * v, 1), v).unwrap();
+            let x = normal_f32(n * v, 2);
+            let mut results = Vec::new();
+            // the portable loop (a libm `fmaf` per term on x86 builds without FMA) is far too slow to time here
+            let kernels = ScanKernel::available();
+            let fast: Vec<ScanKernel> = kernels.iter().rev().copied().filter(|&k| k != ScanKernel::Portable).collect();
+            for kernel in if fast.is_empty() { kernels } else { fast } {
+                let mut out = vec![0u32; n];
+                codebook.nearest_with(kernel, &x, &mut out); // warm-up
+                let reps = 3;
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    codebook.nearest_with(kernel, &x, &mut out);
+                }
+                let secs = t.elapsed().as_secs_f64() / reps as f64;
+                results.push((kernel, secs, out));
+            }
+            let base = results[0].1;
+            for (kernel, secs, out) in &results {
+                assert_eq!(out, &results[0].2);
+                println!(
+                    "v={v} k={k} n={n} {kernel:?}: {secs:.3} s = {:.3e} vector·centroid/s, {:.2}x of {:?} ({} threads)",
+                    n as f64 * k as f64 / secs,
+                    secs / base,
+                    results[0].0,
+                    rayon::current_num_threads()
+                );
+            }
+        }
     }
 
     #[test]

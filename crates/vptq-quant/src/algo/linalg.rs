@@ -246,12 +246,34 @@ pub(crate) fn gram_accumulate(
 
 /// `out [rows, ncols] = a [rows, k] · b [k, ncols]`, all row-major f64, single-threaded (callers parallelize over
 /// fixed row blocks, which keeps every element's summation order independent of the thread count).
+/// (Test-only now: the proxy error uses [`matmul_f64_strided`] on panels of the Hessian.)
 ///
 /// # Panics
 /// If a slice does not have the length its shape implies.
+#[cfg(test)]
 pub(crate) fn matmul_f64(a: &[f64], b: &[f64], out: &mut [f64], rows: usize, k: usize, ncols: usize) {
     assert_eq!(a.len(), rows * k, "matmul_f64: a is not [rows, k]");
     assert_eq!(b.len(), k * ncols, "matmul_f64: b is not [k, ncols]");
+    matmul_f64_strided(a, k, b, ncols, out, rows, k, ncols);
+}
+
+/// `out [rows, ncols] = a[:, ..k] · b[..k, ..ncols]` for row-major f64 `a` with row stride `a_rs ≥ k` and `b`
+/// with row stride `b_rs ≥ ncols` (a sub-block of a larger matrix), `out` contiguous; single-threaded like
+/// [`matmul_f64`].
+///
+/// # Panics
+/// If a slice is too short for its shape and stride, or a stride is smaller than the width it covers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_f64_strided(
+    a: &[f64],
+    a_rs: usize,
+    b: &[f64],
+    b_rs: usize,
+    out: &mut [f64],
+    rows: usize,
+    k: usize,
+    ncols: usize,
+) {
     assert_eq!(out.len(), rows * ncols, "matmul_f64: out is not [rows, ncols]");
     if rows == 0 || ncols == 0 {
         return;
@@ -260,8 +282,11 @@ pub(crate) fn matmul_f64(a: &[f64], b: &[f64], out: &mut [f64], rows: usize, k: 
         out.fill(0.0);
         return;
     }
-    // SAFETY: a, b and out have exactly the lengths of their row-major shapes (asserted above) and are read or
-    // written with those strides only; out is a unique borrow and aliases neither operand.
+    assert!(a_rs >= k && (rows - 1) * a_rs + k <= a.len(), "matmul_f64: a is not [rows, k] with stride a_rs");
+    assert!(b_rs >= ncols && (k - 1) * b_rs + ncols <= b.len(), "matmul_f64: b is not [k, ncols] with stride b_rs");
+    // SAFETY: element (r, t) of a is a[r·a_rs + t] and element (t, c) of b is b[t·b_rs + c], inside both slices
+    // by the asserts above; out has exactly rows·ncols elements written with row stride ncols, is a unique
+    // borrow and aliases neither operand.
     unsafe {
         gemm::gemm(
             rows,
@@ -273,10 +298,10 @@ pub(crate) fn matmul_f64(a: &[f64], b: &[f64], out: &mut [f64], rows: usize, k: 
             false,
             a.as_ptr(),
             1,
-            k as isize,
+            a_rs as isize,
             b.as_ptr(),
             1,
-            ncols as isize,
+            b_rs as isize,
             0.0,
             1.0,
             false,

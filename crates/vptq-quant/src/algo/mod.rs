@@ -10,6 +10,7 @@
 //! | `residual.rs` | §1.9 | two-stage greedy (main + residual) coding |
 //! | `outlier.rs` | §1.6 | outlier block and groups: which codebook owns which column |
 //! | `rng.rs` | | the seeded PRNG every random choice uses |
+//! | `scalar.rs` | issue 3 (7) | baselines: round-to-nearest and GPTQ scalar quantization, per-group min/max grid |
 
 /// Defines `$vis fn $name($args) -> $ret` that runs `$body::<true>` compiled for AVX-512 or AVX2+FMA where the
 /// CPU has them (checked at run time), else the portable `$body::<false>`. The bodies are plain loops written
@@ -51,4 +52,5 @@ pub mod linalg;
 pub mod outlier;
 pub mod residual;
 pub mod rng;
+pub mod scalar;
 pub mod vptq;

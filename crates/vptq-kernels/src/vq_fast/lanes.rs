@@ -1,0 +1,323 @@
+//! The SIMD vocabulary of the VQ kernels: a register of `W` f32 lanes ([`Lanes`]) and a codebook entry padded to
+//! `W` elements that loads into one ([`Centroid`]), in f32, f16 or bf16.
+//!
+//! One generic kernel body is compiled per instruction set: plain arrays (portable; LLVM vectorizes them, NEON on
+//! aarch64) and, on x86-64, `__m128` / `__m256` / two `__m256` for W = 4 / 8 / 16 under AVX2+FMA+F16C (also
+//! compiled with AVX-512VL enabled, which gives it 32 registers).
+
+use half::{bf16, f16};
+
+/// A codebook entry of `N` f16 values (bit patterns), padded with zeros past the vector length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(transparent)]
+pub(crate) struct F16s<const N: usize>(pub [u16; N]);
+
+/// A codebook entry of `N` bf16 values (bit patterns), padded with zeros past the vector length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(transparent)]
+pub(crate) struct Bf16s<const N: usize>(pub [u16; N]);
+
+/// `W` f32 lanes in registers.
+///
+/// Every method is `unsafe`: an implementation may use instructions of a CPU extension, and callers must only
+/// use it in code running where that extension was detected (the portable one has no such requirement).
+pub(crate) trait Lanes: Copy {
+    /// Lanes per register.
+    const W: usize;
+    /// All zeros.
+    unsafe fn zero() -> Self;
+    /// `x` in every lane.
+    unsafe fn splat(x: f32) -> Self;
+    /// `self · x + acc`, lane-wise.
+    unsafe fn mul_add(self, x: Self, acc: Self) -> Self;
+    /// `self + o`, lane-wise.
+    unsafe fn add(self, o: Self) -> Self;
+    /// Writes the `W` lanes to `out[..W]`.
+    unsafe fn store(self, out: &mut [f32]);
+}
+
+/// A padded codebook entry that widens into lanes `L`.
+pub(crate) trait Centroid<L: Lanes>: Copy {
+    /// Loads and widens the entry; same CPU requirement as `L`'s methods.
+    unsafe fn load(&self) -> L;
+}
+
+/// An index element of the unpacked residual index arrays.
+pub(crate) trait Idx: Copy + Send + Sync {
+    /// The index as a position in the codebook.
+    fn get(self) -> usize;
+}
+
+impl Idx for u8 {
+    #[inline(always)]
+    fn get(self) -> usize {
+        self as usize
+    }
+}
+
+impl Idx for u16 {
+    #[inline(always)]
+    fn get(self) -> usize {
+        self as usize
+    }
+}
+
+/// Hints the CPU to bring `r`'s cache line into L1: large codebooks are read at random, and the indices are
+/// known ahead, so the gather latency can be overlapped.
+#[inline(always)]
+pub(crate) fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and `r` is a valid reference; SSE is baseline on x86-64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
+/// Portable lanes: a plain array that LLVM keeps in vector registers when the loops are unrolled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Portable<const N: usize>([f32; N]);
+
+impl<const N: usize> Lanes for Portable<N> {
+    const W: usize = N;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Portable([0.0; N])
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Portable([x; N])
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, x: Self, acc: Self) -> Self {
+        // Separate multiply and add: `mul_add` is a library call where the target has no FMA.
+        Portable(std::array::from_fn(|l| acc.0[l] + self.0[l] * x.0[l]))
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        Portable(std::array::from_fn(|l| self.0[l] + o.0[l]))
+    }
+    #[inline(always)]
+    unsafe fn store(self, out: &mut [f32]) {
+        out[..N].copy_from_slice(&self.0);
+    }
+}
+
+impl<const N: usize> Centroid<Portable<N>> for [f32; N] {
+    #[inline(always)]
+    unsafe fn load(&self) -> Portable<N> {
+        Portable(*self)
+    }
+}
+
+impl<const N: usize> Centroid<Portable<N>> for F16s<N> {
+    #[inline(always)]
+    unsafe fn load(&self) -> Portable<N> {
+        Portable(std::array::from_fn(|l| f16::from_bits(self.0[l]).to_f32()))
+    }
+}
+
+impl<const N: usize> Centroid<Portable<N>> for Bf16s<N> {
+    #[inline(always)]
+    unsafe fn load(&self) -> Portable<N> {
+        Portable(std::array::from_fn(|l| bf16::from_bits(self.0[l]).to_f32()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::Y2;
+
+/// x86-64 lanes. Each method's contract: AVX2, FMA and F16C are available (checked by the dispatcher).
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Bf16s, Centroid, F16s, Lanes};
+    use std::arch::x86_64::*;
+
+    impl Lanes for __m128 {
+        const W: usize = 4;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            // SAFETY: SSE is baseline on x86-64.
+            unsafe { _mm_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: SSE is baseline on x86-64.
+            unsafe { _mm_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, x: Self, acc: Self) -> Self {
+            // SAFETY: FMA is part of the caller's contract.
+            unsafe { _mm_fmadd_ps(self, x, acc) }
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            // SAFETY: SSE is baseline on x86-64.
+            unsafe { _mm_add_ps(self, o) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, out: &mut [f32]) {
+            let out = &mut out[..4];
+            // SAFETY: `out` holds 4 f32; unaligned store.
+            unsafe { _mm_storeu_ps(out.as_mut_ptr(), self) }
+        }
+    }
+
+    impl Lanes for __m256 {
+        const W: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            // SAFETY: AVX is part of the caller's contract.
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: as above.
+            unsafe { _mm256_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, x: Self, acc: Self) -> Self {
+            // SAFETY: FMA is part of the caller's contract.
+            unsafe { _mm256_fmadd_ps(self, x, acc) }
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            // SAFETY: AVX is part of the caller's contract.
+            unsafe { _mm256_add_ps(self, o) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, out: &mut [f32]) {
+            let out = &mut out[..8];
+            // SAFETY: `out` holds 8 f32; unaligned store; AVX is part of the caller's contract.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), self) }
+        }
+    }
+
+    /// 16 lanes as two AVX registers (vector lengths 9–16).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Y2(__m256, __m256);
+
+    impl Lanes for Y2 {
+        const W: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            // SAFETY: the caller's contract is the same as `__m256`'s.
+            unsafe { Y2(__m256::zero(), __m256::zero()) }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: as above.
+            unsafe { Y2(__m256::splat(x), __m256::splat(x)) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, x: Self, acc: Self) -> Self {
+            // SAFETY: as above.
+            unsafe { Y2(self.0.mul_add(x.0, acc.0), self.1.mul_add(x.1, acc.1)) }
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            // SAFETY: as above.
+            unsafe { Y2(self.0.add(o.0), self.1.add(o.1)) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, out: &mut [f32]) {
+            let (lo, hi) = out[..16].split_at_mut(8);
+            // SAFETY: as above; each half holds 8 f32.
+            unsafe {
+                self.0.store(lo);
+                self.1.store(hi);
+            }
+        }
+    }
+
+    impl Centroid<__m128> for [f32; 4] {
+        #[inline(always)]
+        unsafe fn load(&self) -> __m128 {
+            // SAFETY: `self` is 4 f32; unaligned load.
+            unsafe { _mm_loadu_ps(self.as_ptr()) }
+        }
+    }
+
+    impl Centroid<__m128> for F16s<4> {
+        #[inline(always)]
+        unsafe fn load(&self) -> __m128 {
+            // SAFETY: `self` is 8 bytes, exactly what `_mm_loadl_epi64` reads; F16C is part of the contract.
+            unsafe { _mm_cvtph_ps(_mm_loadl_epi64(self.0.as_ptr() as *const __m128i)) }
+        }
+    }
+
+    impl Centroid<__m128> for Bf16s<4> {
+        #[inline(always)]
+        unsafe fn load(&self) -> __m128 {
+            // A bf16 is the upper half of an f32: zero-extend to 32 bits and shift.
+            // SAFETY: `self` is 8 bytes, exactly what `_mm_loadl_epi64` reads; SSE4.1 is implied by AVX2.
+            unsafe {
+                let h = _mm_loadl_epi64(self.0.as_ptr() as *const __m128i);
+                _mm_castsi128_ps(_mm_slli_epi32::<16>(_mm_cvtepu16_epi32(h)))
+            }
+        }
+    }
+
+    impl Centroid<__m256> for [f32; 8] {
+        #[inline(always)]
+        unsafe fn load(&self) -> __m256 {
+            // SAFETY: `self` is 8 f32; unaligned load; AVX is part of the contract.
+            unsafe { _mm256_loadu_ps(self.as_ptr()) }
+        }
+    }
+
+    impl Centroid<__m256> for F16s<8> {
+        #[inline(always)]
+        unsafe fn load(&self) -> __m256 {
+            // SAFETY: `self` is 16 bytes; unaligned load; F16C is part of the contract.
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(self.0.as_ptr() as *const __m128i)) }
+        }
+    }
+
+    impl Centroid<__m256> for Bf16s<8> {
+        #[inline(always)]
+        unsafe fn load(&self) -> __m256 {
+            // SAFETY: `self` is 16 bytes; unaligned load; AVX2 is part of the contract.
+            unsafe {
+                let h = _mm_loadu_si128(self.0.as_ptr() as *const __m128i);
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+            }
+        }
+    }
+
+    /// The two 8-element halves of a 16-element entry.
+    #[inline(always)]
+    fn halves<T: Copy>(a: &[T; 16]) -> (&[T; 8], &[T; 8]) {
+        let (lo, hi) = a.split_at(8);
+        (lo.try_into().expect("invariant: 8 of 16"), hi.try_into().expect("invariant: 8 of 16"))
+    }
+
+    impl Centroid<Y2> for [f32; 16] {
+        #[inline(always)]
+        unsafe fn load(&self) -> Y2 {
+            let (lo, hi) = halves(self);
+            // SAFETY: same contract as the 8-lane loads.
+            unsafe { Y2(lo.load(), hi.load()) }
+        }
+    }
+
+    impl Centroid<Y2> for F16s<16> {
+        #[inline(always)]
+        unsafe fn load(&self) -> Y2 {
+            let (lo, hi) = halves(&self.0);
+            // SAFETY: same contract as the 8-lane loads.
+            unsafe { Y2(F16s(*lo).load(), F16s(*hi).load()) }
+        }
+    }
+
+    impl Centroid<Y2> for Bf16s<16> {
+        #[inline(always)]
+        unsafe fn load(&self) -> Y2 {
+            let (lo, hi) = halves(&self.0);
+            // SAFETY: same contract as the 8-lane loads.
+            unsafe { Y2(Bf16s(*lo).load(), Bf16s(*hi).load()) }
+        }
+    }
+}

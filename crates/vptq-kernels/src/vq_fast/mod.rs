@@ -1,0 +1,423 @@
+//! Fast VPTQ linear layers (vptq-spec.md §2.4, §3): a load-time prepared form ([`PreparedVq`]) and the two
+//! kernels that run on it, checked against [`crate::vq::dequantize_ref`] / [`crate::vq::gemv_vq_ref`].
+//!
+//! Prepared form, built once per layer:
+//! - indices unpacked to `u16` (main) and `u8`/`u16` (residual), `[G, ni_pad, gs]`, `ni_pad` rounded up to a
+//!   whole block of [`BLOCK`] vectors so the kernel has no row tail;
+//! - codebooks padded to a SIMD stride W ∈ {4, 8, 16} (the next of those ≥ v) and kept in f32 when small (no
+//!   conversion in the inner loop), in their stored f16/bf16 when large (k = 65536: every decode step touches
+//!   nearly every entry, so bytes matter more than the widening);
+//! - `perm` and the per-column scale folded into the input: `x'[q] = x[perm[q]] · scale[perm[q]]`; the
+//!   per-column offset becomes one `Σ_j x_j · offset_j` added to every output row.
+//!
+//! Decode (≤ [`GEMV_MAX_TOKENS`] tokens): for a block of 4 vectors (4·v output rows), walk the group's columns
+//! accumulating `acc[r] += x'_q · (C[I[r,q]] + R[R[r,q]])` in registers, 4 independent gathers in flight; tasks
+//! over blocks of output rows on the caller's rayon pool. Prefill: dequantize a band of rows transposed
+//! (`[N, rows]`, raw centroid sums) with the same kernels' loads, then an f32 GEMM with `x'`.
+
+mod kernel;
+mod lanes;
+
+use crate::dense::{gemm_f32_kn, WeightView};
+use crate::simd;
+use kernel::{dispatch, DequantJob, GemvJob};
+use lanes::{Bf16s, F16s};
+use rayon::prelude::*;
+use vptq_format::vptq::{read_index, VqLayout};
+
+use crate::vq::VqView;
+
+/// Vectors (rows of the index matrix) handled together by the decode kernel.
+pub(crate) const BLOCK: usize = 4;
+/// Up to this many tokens the fused GEMV runs; above, dequantized bands and a GEMM.
+pub const GEMV_MAX_TOKENS: usize = 4;
+/// [`BookPrecision::Auto`] keeps codebooks in f32 up to this many bytes (padded, main + residual, all groups):
+/// they stay in L2 and skip the widening.
+const AUTO_F32_MAX_BYTES: usize = 512 << 10;
+/// Most output rows per prefill band: wide enough for the GEMM to run near its dense speed, while the `[N, rows]`
+/// f32 band (1.2 MiB at N = 576) stays in L2.
+const PREFILL_BAND_ROWS: usize = 512;
+
+/// Precision of the prepared codebooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BookPrecision {
+    /// f32 when the padded codebooks fit [`AUTO_F32_MAX_BYTES`], else as stored.
+    #[default]
+    Auto,
+    /// Always widened to f32.
+    F32,
+    /// As stored (f16/bf16 stay half; f32 stays f32, as do mixed main/residual precisions).
+    Stored,
+}
+
+/// Instruction sets the kernels may use (for tests and benchmarks; the default picks the best available).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isa {
+    /// AVX-512VL, else AVX2+FMA+F16C, else portable.
+    #[default]
+    Best,
+    /// AVX2+FMA+F16C if present, else portable.
+    Avx2,
+    /// Plain Rust (vectorized by the compiler for the build's baseline).
+    Portable,
+}
+
+/// Codebooks of one lane width, main and residual in the same precision.
+#[derive(Debug, Clone)]
+pub(crate) struct BooksW<const W: usize> {
+    main: BookW<W>,
+    res: Option<BookW<W>>,
+}
+
+/// One codebook (all groups, `[G·k]` entries), each entry padded with zeros to W elements.
+#[derive(Debug, Clone)]
+pub(crate) enum BookW<const W: usize> {
+    F32(Vec<[f32; W]>),
+    F16(Vec<F16s<W>>),
+    Bf16(Vec<Bf16s<W>>),
+}
+
+impl<const W: usize> BookW<W> {
+    fn n_bytes(&self) -> usize {
+        match self {
+            BookW::F32(b) => b.len() * W * 4,
+            BookW::F16(b) => b.len() * W * 2,
+            BookW::Bf16(b) => b.len() * W * 2,
+        }
+    }
+
+    fn build(src: WeightView<'_>, v: usize, half: bool) -> Self {
+        let pad = |bits: &mut dyn Iterator<Item = u16>| {
+            let bits: Vec<u16> = bits.collect();
+            bits.chunks_exact(v).map(|e| std::array::from_fn(|l| e.get(l).copied().unwrap_or(0))).collect::<Vec<_>>()
+        };
+        match (half, src) {
+            (true, WeightView::F16(s)) => {
+                BookW::F16(pad(&mut s.iter().map(|h| h.to_bits())).into_iter().map(F16s).collect())
+            }
+            (true, WeightView::Bf16(s)) => {
+                BookW::Bf16(pad(&mut s.iter().map(|h| h.to_bits())).into_iter().map(Bf16s).collect())
+            }
+            _ => {
+                let mut wide = vec![0f32; src.len()]; // [entries · v]
+                src.to_f32_range(0, &mut wide);
+                BookW::F32(
+                    wide.chunks_exact(v).map(|e| std::array::from_fn(|l| e.get(l).copied().unwrap_or(0.0))).collect(),
+                )
+            }
+        }
+    }
+}
+
+/// Codebooks at the lane width chosen for the vector length.
+#[derive(Debug, Clone)]
+pub(crate) enum Books {
+    W4(BooksW<4>),
+    W8(BooksW<8>),
+    W16(BooksW<16>),
+}
+
+/// Unpacked residual indices `[G, ni_pad, gs]`.
+#[derive(Debug, Clone)]
+pub(crate) enum ResIdx {
+    None,
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+}
+
+/// Outlier columns (rare: handled by scalar code).
+#[derive(Debug, Clone)]
+struct Outliers {
+    /// v0.
+    v0: usize,
+    /// Codebook `[k0·v0]` in f32.
+    book: Vec<f32>,
+    /// Indices `[ceil(M/v0), outlier_size]`.
+    idx: Vec<u16>,
+}
+
+/// A VPTQ linear prepared for the fast kernels (see the module docs). Holds its own copies; the layer bias is
+/// not part of it.
+#[derive(Debug, Clone)]
+pub struct PreparedVq {
+    layout: VqLayout,
+    books: Books,
+    /// Vectors per column rounded up to [`BLOCK`].
+    ni_pad: usize,
+    /// Main indices `[G, ni_pad, gs]` (padding rows 0).
+    idx: Vec<u16>,
+    ridx: ResIdx,
+    perm: Option<Vec<u16>>,
+    /// `scale[perm[q]]`, permuted order.
+    scale: Option<Vec<f32>>,
+    /// Per-column offset, original order.
+    offset: Option<Vec<f32>>,
+    outliers: Option<Outliers>,
+    isa: Isa,
+}
+
+/// Lane width for vector length `v`.
+fn lane_width(v: usize) -> usize {
+    match v {
+        0..=4 => 4,
+        5..=8 => 8,
+        _ => 16,
+    }
+}
+
+impl PreparedVq {
+    /// Prepares validated tensors (the view's lengths are asserted).
+    ///
+    /// # Panics
+    /// If the view's buffers disagree with its layout (checked at load).
+    pub fn new(view: &VqView<'_>, precision: BookPrecision) -> Self {
+        view.check();
+        let l = *view.layout;
+        let (v, g, gs, ni) = (l.vector_len, l.group_num, l.group_size, l.num_indices());
+        let ni_pad = ni.div_ceil(BLOCK) * BLOCK;
+        let (b, r, total) = (l.index_bits(), l.res_index_bits(), l.total_bits());
+        let mut idx = vec![0u16; g * ni_pad * gs];
+        let mut ridx16 = vec![0u16; if r > 0 { g * ni_pad * gs } else { 0 }];
+        let p = l.words_per_row();
+        for c in 0..g {
+            for i in 0..ni {
+                let row = &view.indices[(c * ni + i) * p..][..p];
+                let dst = (c * ni_pad + i) * gs;
+                for q in 0..gs {
+                    let m = read_index(row, q, total);
+                    // b, r ≤ 16: the masks keep each index inside its codebook (k = 2^b, kr = 2^r entries).
+                    idx[dst + q] = (m & ((1 << b) - 1)) as u16;
+                    if r > 0 {
+                        ridx16[dst + q] = ((m >> b) & ((1 << r) - 1)) as u16;
+                    }
+                }
+            }
+        }
+        let ridx = match r {
+            0 => ResIdx::None,
+            1..=8 => ResIdx::U8(ridx16.iter().map(|&x| x as u8).collect()),
+            _ => ResIdx::U16(ridx16),
+        };
+        let w = lane_width(v);
+        let same_half = match (view.centroids, view.res_centroids) {
+            (WeightView::F32(_), _) => false,
+            (_, None) => true,
+            (WeightView::F16(_), Some(WeightView::F16(_))) | (WeightView::Bf16(_), Some(WeightView::Bf16(_))) => true,
+            _ => false,
+        };
+        let f32_bytes = g * (l.num_centroids + l.num_res_centroids) * w * 4;
+        let half = same_half
+            && match precision {
+                BookPrecision::Auto => f32_bytes > AUTO_F32_MAX_BYTES,
+                BookPrecision::F32 => false,
+                BookPrecision::Stored => true,
+            };
+        fn books<const W: usize>(view: &VqView<'_>, v: usize, half: bool) -> BooksW<W> {
+            BooksW {
+                main: BookW::build(view.centroids, v, half),
+                res: view.res_centroids.map(|r| BookW::build(r, v, half)),
+            }
+        }
+        let books = match w {
+            4 => Books::W4(books(view, v, half)),
+            8 => Books::W8(books(view, v, half)),
+            _ => Books::W16(books(view, v, half)),
+        };
+        let scale = view.weight_scale.map(|s| (0..l.in_features).map(|q| s[view.column(q)]).collect());
+        let outliers = view.outlier_centroids.zip(view.outlier_indices).map(|(cb, oi)| {
+            let mut book = vec![0f32; cb.len()];
+            cb.to_f32_range(0, &mut book);
+            Outliers { v0: l.outlier_vector_len, book, idx: oi.to_vec() }
+        });
+        PreparedVq {
+            layout: l,
+            books,
+            ni_pad,
+            idx,
+            ridx,
+            perm: view.perm.map(<[u16]>::to_vec),
+            scale,
+            offset: view.weight_bias.map(<[f32]>::to_vec),
+            outliers,
+            isa: Isa::Best,
+        }
+    }
+
+    /// Restricts the instruction sets the kernels may use (an unavailable one falls back to the next).
+    pub fn with_isa(mut self, isa: Isa) -> Self {
+        self.isa = isa;
+        self
+    }
+
+    /// The layer's shape.
+    pub fn layout(&self) -> &VqLayout {
+        &self.layout
+    }
+
+    /// Bytes the decode kernel reads per token: unpacked indices, padded codebooks (with k = 65536 nearly every
+    /// entry is touched once per token), perm, scale, offset and outliers.
+    pub fn n_bytes(&self) -> usize {
+        let books = match &self.books {
+            Books::W4(b) => b.main.n_bytes() + b.res.as_ref().map_or(0, BookW::n_bytes),
+            Books::W8(b) => b.main.n_bytes() + b.res.as_ref().map_or(0, BookW::n_bytes),
+            Books::W16(b) => b.main.n_bytes() + b.res.as_ref().map_or(0, BookW::n_bytes),
+        };
+        let ridx = match &self.ridx {
+            ResIdx::None => 0,
+            ResIdx::U8(r) => r.len(),
+            ResIdx::U16(r) => r.len() * 2,
+        };
+        let floats = |v: &Option<Vec<f32>>| v.as_ref().map_or(0, |v| v.len() * 4);
+        self.idx.len() * 2
+            + ridx
+            + books
+            + self.perm.as_ref().map_or(0, |p| p.len() * 2)
+            + floats(&self.scale)
+            + floats(&self.offset)
+            + self.outliers.as_ref().map_or(0, |o| o.book.len() * 4 + o.idx.len() * 2)
+    }
+
+    /// Short description of the prepared storage, e.g. `w8 f16 idx u16+u8`.
+    pub fn describe(&self) -> String {
+        fn kind<const W: usize>(b: &BooksW<W>) -> String {
+            let p = match b.main {
+                BookW::F32(_) => "f32",
+                BookW::F16(_) => "f16",
+                BookW::Bf16(_) => "bf16",
+            };
+            format!("w{W} {p}")
+        }
+        let books = match &self.books {
+            Books::W4(b) => kind(b),
+            Books::W8(b) => kind(b),
+            Books::W16(b) => kind(b),
+        };
+        let res = match self.ridx {
+            ResIdx::None => "",
+            ResIdx::U8(_) => "+u8",
+            ResIdx::U16(_) => "+u16",
+        };
+        format!("{books} idx u16{res}")
+    }
+
+    /// `x'[t, q] = x[t, perm[q]] · scale[perm[q]]` `[n_tokens, N]` and `β[t] = Σ_j x[t, j] · offset_j`.
+    fn inputs(&self, x: &[f32], n_tokens: usize) -> (Vec<f32>, Vec<f32>) {
+        let n = self.layout.in_features;
+        let mut xp = vec![0f32; n_tokens * n]; // [n_tokens, N]
+        let mut beta = vec![0f32; n_tokens]; // [n_tokens]
+        for t in 0..n_tokens {
+            let (xt, dst) = (&x[t * n..(t + 1) * n], &mut xp[t * n..(t + 1) * n]);
+            match &self.perm {
+                Some(p) => dst.iter_mut().zip(p).for_each(|(d, &j)| *d = xt[j as usize]),
+                None => dst.copy_from_slice(xt),
+            }
+            if let Some(s) = &self.scale {
+                dst.iter_mut().zip(s).for_each(|(d, s)| *d *= s);
+            }
+            if let Some(o) = &self.offset {
+                beta[t] = simd::dot_f32(xt, o);
+            }
+        }
+        (xp, beta)
+    }
+
+    /// Outlier-column contribution to output row `row` for a token's `x'`.
+    fn outlier_dot(&self, row: usize, xp: &[f32]) -> f32 {
+        let Some(o) = &self.outliers else { return 0.0 };
+        let os = self.layout.outlier_size;
+        let idx = &o.idx[(row / o.v0) * os..][..os];
+        idx.iter().zip(&xp[..os]).map(|(&c, &x)| o.book[c as usize * o.v0 + row % o.v0] * x).sum()
+    }
+
+    /// Vectors per parallel task (a multiple of [`BLOCK`]): up to `target_rows` output rows, at least
+    /// `per_thread` tasks per thread to balance.
+    fn task_vectors(&self, target_rows: usize, per_thread: usize) -> usize {
+        let threads = rayon::current_num_threads().max(1);
+        let by_threads = self.ni_pad.div_ceil(per_thread * threads);
+        let by_rows = target_rows.div_ceil(self.layout.vector_len);
+        by_threads.min(by_rows).max(1).div_ceil(BLOCK) * BLOCK
+    }
+
+    /// `y[n_tokens, M] = x[n_tokens, N] · Ŵᵀ` (no layer bias), on the caller's rayon pool.
+    ///
+    /// # Panics
+    /// If `x.len() != n_tokens · N` or `y.len() != n_tokens · M`.
+    pub fn matmul(&self, x: &[f32], y: &mut [f32], n_tokens: usize) {
+        let l = &self.layout;
+        let (m, n, v) = (l.out_features, l.in_features, l.vector_len);
+        assert_eq!(x.len(), n_tokens * n, "PreparedVq::matmul: x");
+        assert_eq!(y.len(), n_tokens * m, "PreparedVq::matmul: y");
+        if n_tokens == 0 {
+            return;
+        }
+        let (xp, beta) = self.inputs(x, n_tokens);
+        let decode = n_tokens <= GEMV_MAX_TOKENS;
+        let tv = if decode { self.task_vectors(256, 4) } else { self.task_vectors(PREFILL_BAND_ROWS, 1) };
+        let mut ybuf = vec![0f32; n_tokens * self.ni_pad * v]; // [task][n_tokens][task rows]
+        ybuf.par_chunks_mut(n_tokens * tv * v).enumerate().for_each(|(task, out)| {
+            let vec0 = task * tv;
+            let nvec = out.len() / (n_tokens * v);
+            if decode {
+                dispatch(self, GemvJob { xp: &xp, n_tokens, vec0, nvec, out });
+            } else {
+                let rows = nvec * v;
+                let mut wt = vec![0f32; n * rows + 16]; // [N, rows] + one entry of slack for padded stores
+                dispatch(self, DequantJob { vec0, nvec, out: &mut wt });
+                self.outlier_rows(vec0 * v, rows, &mut wt);
+                gemm_f32_kn(&xp, &wt[..n * rows], out, n_tokens, n, rows);
+            }
+        });
+        let tasks = ybuf.chunks(n_tokens * tv * v);
+        for (task, part) in tasks.enumerate() {
+            let row0 = task * tv * v;
+            let rows = part.len() / n_tokens;
+            for t in 0..n_tokens {
+                let xpt = &xp[t * n..(t + 1) * n];
+                for (r, &val) in part[t * rows..(t + 1) * rows].iter().enumerate() {
+                    let row = row0 + r;
+                    if row < m {
+                        // Prefill bands already hold the outlier columns in their dequantized weights.
+                        let out = if decode { self.outlier_dot(row, xpt) } else { 0.0 };
+                        y[t * m + row] = val + out + beta[t];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fills the outlier columns `q < outlier_size` of a transposed band `wt` `[N, rows]` for output rows
+    /// `[row0, row0 + rows)`; padding rows (≥ M) get 0.
+    fn outlier_rows(&self, row0: usize, rows: usize, wt: &mut [f32]) {
+        let Some(o) = &self.outliers else { return };
+        let (os, m) = (self.layout.outlier_size, self.layout.out_features);
+        for q in 0..os {
+            for r in 0..rows {
+                let row = row0 + r;
+                wt[q * rows + r] =
+                    if row < m { o.book[o.idx[(row / o.v0) * os + q] as usize * o.v0 + row % o.v0] } else { 0.0 };
+            }
+        }
+    }
+
+    /// The dense weight `Ŵ` `[M, N]` from the prepared form (the prefill path's dequantization, un-permuted and
+    /// with scale/offset applied): for tests and export.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let l = &self.layout;
+        let (m, n, v) = (l.out_features, l.in_features, l.vector_len);
+        let mut w = vec![0f32; m * n]; // [M, N]
+        let nvec = self.ni_pad;
+        let rows = nvec * v;
+        let mut wt = vec![0f32; n * rows + 16]; // [N, rows]
+        dispatch(self, DequantJob { vec0: 0, nvec, out: &mut wt });
+        self.outlier_rows(0, rows, &mut wt);
+        for q in 0..n {
+            let j = self.perm.as_ref().map_or(q, |p| p[q] as usize);
+            let s = self.scale.as_ref().map_or(1.0, |s| s[q]);
+            let o = self.offset.as_ref().map_or(0.0, |o| o[j]);
+            for row in 0..m {
+                w[row * n + j] = wt[q * rows + row] * s + o;
+            }
+        }
+        w
+    }
+}

@@ -1,0 +1,123 @@
+//! int8 weights (`q8`): quantization error bounds, every SIMD dot against a scalar f64 reference over random
+//! lengths, group sizes and group phases, and `matmul` (GEMV and prefill paths) against the reference matmul of
+//! the dequantized weight.
+
+use proptest::prelude::*;
+use vptq_kernels::dense::{matmul, DenseWeight};
+use vptq_kernels::q8::{q8_dot_impls, Q8Error, Q8Weight};
+use vptq_kernels::reference::matmul_ref;
+
+fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Element `i` of the stored weight, written from the definition `q · scale[i / group]`.
+fn deq(w: &Q8Weight, i: usize) -> f32 {
+    w.values()[i] as f32 * w.scales()[i / w.group()]
+}
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "index {i}: got {g}, want {w}");
+    }
+}
+
+#[test]
+fn quantization_is_absmax_symmetric() {
+    let w = [0.5f32, -1.0, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 1.5, -3.0, 0.1];
+    let q = Q8Weight::quantize(&w, 4).unwrap();
+    assert_eq!(q.scales(), &[1.0 / 127.0, 0.0, 3.0 / 127.0]);
+    assert_eq!(&q.values()[..4], &[64, -127, 32, 0]);
+    assert_eq!(&q.values()[4..8], &[0, 0, 0, 0], "an all-zero group stays zero");
+    assert_eq!(&q.values()[8..], &[127, 64, -127, 4]);
+    // A last group shorter than `group`.
+    let q = Q8Weight::quantize(&w[..10], 4).unwrap();
+    assert_eq!(q.scales().len(), 3);
+    assert_eq!(q.view().n_bytes(), 10 + 3 * 4);
+}
+
+#[test]
+fn invalid_storage_is_rejected() {
+    assert_eq!(Q8Weight::new(vec![0; 8], vec![1.0; 2], 0), Err(Q8Error::ZeroGroup));
+    assert_eq!(Q8Weight::new(vec![0; 9], vec![1.0; 2], 4), Err(Q8Error::ScaleCount { expected: 3, got: 2 }));
+    assert!(matches!(Q8Weight::new(vec![0; 8], vec![1.0, f32::NAN], 4), Err(Q8Error::BadScale { index: 1, .. })));
+    assert!(matches!(Q8Weight::new(vec![0; 8], vec![f32::INFINITY, 1.0], 4), Err(Q8Error::BadScale { index: 0, .. })));
+    assert!(matches!(Q8Weight::new(vec![0; 8], vec![1.0, -1.0], 4), Err(Q8Error::BadScale { index: 1, .. })));
+    assert_eq!(Q8Weight::quantize(&[1.0, f32::NAN], 2), Err(Q8Error::NonFiniteWeight { index: 1 }));
+    assert_eq!(Q8Weight::quantize(&[1.0], 0), Err(Q8Error::ZeroGroup));
+    assert!(Q8Weight::new(vec![], vec![], 4).is_ok());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn quantization_error_is_at_most_half_a_step(n in 1usize..300, group in 1usize..80, seed in 0u64..1000) {
+        let w: Vec<f32> = rand_vec(seed, n).iter().enumerate().map(|(i, v)| v * (1.0 + (i % 7) as f32)).collect();
+        let q = Q8Weight::quantize(&w, group).unwrap();
+        for (i, &x) in w.iter().enumerate() {
+            let s = q.scales()[i / group];
+            prop_assert!((deq(&q, i) - x).abs() <= s * 0.5 * (1.0 + 1e-5) + 1e-12, "element {}", i);
+        }
+        let mut out = vec![0f32; n];
+        q.view().to_f32_range(0, &mut out);
+        for (i, o) in out.iter().enumerate() {
+            prop_assert_eq!(*o, deq(&q, i));
+        }
+    }
+
+    #[test]
+    fn every_dot_impl_matches_reference(
+        len in 0usize..400, group in 1usize..200, phase_seed in 0usize..1000, seed in 0u64..1000,
+    ) {
+        let phase = phase_seed % group;
+        let total = phase + len;
+        let w = Q8Weight::quantize(&rand_vec(seed, total), group).unwrap();
+        let x = rand_vec(seed + 5, len);
+        let want: f64 = (0..len).map(|i| x[i] as f64 * deq(&w, phase + i) as f64).sum();
+        let scale_sum: f64 = x.iter().map(|v| v.abs() as f64).sum::<f64>() + 1.0;
+        let got_view = w.view().dot(&x, phase);
+        prop_assert!((got_view as f64 - want).abs() <= 1e-5 * scale_sum, "view: {} vs {}", got_view, want);
+        let scales = if len == 0 { &w.scales()[..0] } else { &w.scales()[..=(total - 1) / group] };
+        for (name, dot) in q8_dot_impls() {
+            let got = dot(&x, &w.values()[phase..], scales, group, phase);
+            prop_assert!((got as f64 - want).abs() <= 1e-5 * scale_sum, "{}: {} vs {}", name, got, want);
+        }
+    }
+
+    #[test]
+    fn to_f32_range_matches_elements(
+        n in 1usize..300, group in 1usize..70, a in 0usize..300, b in 0usize..300, seed in 0u64..1000,
+    ) {
+        let w = Q8Weight::quantize(&rand_vec(seed, n), group).unwrap();
+        let start = a % n;
+        let mut out = vec![0f32; b % (n - start) + 1];
+        w.view().to_f32_range(start, &mut out);
+        for (k, o) in out.iter().enumerate() {
+            prop_assert_eq!(*o, deq(&w, start + k));
+        }
+    }
+
+    #[test]
+    fn matmul_q8_matches_reference(
+        n in 1usize..12, inf in 1usize..150, outf in 1usize..300, per_row in any::<bool>(), group in 1usize..64,
+        seed in 0u64..1000,
+    ) {
+        let x = rand_vec(seed, n * inf);
+        let group = if per_row { inf } else { group };
+        let w = Q8Weight::quantize(&rand_vec(seed + 1, outf * inf), group).unwrap();
+        let dense: Vec<f32> = (0..outf * inf).map(|i| deq(&w, i)).collect();
+        let mut y = vec![0f32; n * outf];
+        matmul(&x, DenseWeight::Q8(w).view(), &mut y, n, inf, outf);
+        assert_close(&y, &matmul_ref(&x, &dense, n, inf, outf), 1e-4);
+    }
+}
