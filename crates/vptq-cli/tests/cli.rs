@@ -332,3 +332,33 @@ fn bench_json_on_a_vptq_folder() {
     assert!(dense["weight_bytes_per_token"].as_u64().unwrap() > total, "{dense}");
     assert_eq!(dense["weight_bytes_breakdown"]["linear_kinds"]["f32"], 14);
 }
+
+#[test]
+fn impossible_quantization_settings_fail_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tiny_gguf(tmp.path());
+    let m = gguf.to_str().unwrap();
+    let text = tmp.path().join("calib.txt");
+    std::fs::write(&text, "the quick brown fox jumps over the lazy dog. ".repeat(20)).unwrap();
+    let out = tmp.path().join("vq");
+    let base = ["quantize", "-m", m, "-o", out.to_str().unwrap(), "--calib", text.to_str().unwrap()];
+    let with = |extra: &[&'static str]| -> Vec<&str> { base.iter().copied().chain(extra.iter().copied()).collect() };
+    fails(&with(&["--preset", "v6-k4095"]), "power of two");
+    fails(&with(&["--preset", "v17-k256"]), "2..=16");
+    fails(&with(&["--preset", "v6-k131072"]), "65536");
+    fails(
+        &with(&["--preset", "v4-k16", "--centroids", "4096", "--calib-samples", "2", "--calib-len", "32"]),
+        "--clamp-centroids",
+    );
+    fails(&with(&["--preset", "gptq-w2-g128", "--vector-len", "4"]), "do not apply");
+    fails(&with(&["--preset", "gptq-w9-g128"]), "bits");
+    fails(&with(&["--preset", "v4-k16", "--mode", "sideways"]), "sequential");
+    fails(&with(&["--preset", "v4-k16", "--calib-samples", "0"]), "at least one window");
+    assert!(!out.exists(), "a failed run leaves no output folder");
+    // Clamping makes the oversized codebook fit each layer instead.
+    let clamp = ["--preset", "v4-k16", "--centroids", "4096", "--calib-samples", "2", "--calib-len", "32"];
+    let mut args = with(&clamp);
+    args.extend(["--clamp-centroids", "--kmeans-iters", "2"]);
+    ok(&args);
+    assert!(out.join("model.safetensors").is_file() && !tmp.path().join("vq.vptq-checkpoint").exists());
+}

@@ -102,3 +102,48 @@ fn smollm2_reference_perplexities_gguf_and_converted() {
     assert!(from_gguf.len() >= 8, "too few tokens generated: {from_gguf:?}");
     assert_eq!(from_gguf, greedy(&f32_dir, prompt), "greedy tokens differ between GGUF and converted folder");
 }
+
+/// End to end on the real model, kept small for CI: quantize the first two blocks of SmolLM2 (v6-k256, int8
+/// embeddings), load the folder, check perplexity stays near the dense model's and that bench runs on it.
+#[test]
+fn smollm2_two_blocks_quantize_load_perplexity() {
+    let (Some(gguf), Some(pp)) =
+        (asset("models/SmolLM2-135M-Instruct.Q4_1.gguf"), asset("text/austen/prideprejudice.txt"))
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("smollm2-vq");
+    let summary = vptq(&[
+        "quantize",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--preset",
+        "v6-k256",
+        "--include",
+        "layers.0.",
+        "--include",
+        "layers.1.",
+        "--calib-samples",
+        "8",
+        "--calib-len",
+        "256",
+        "--kmeans-iters",
+        "5",
+        "--embed-dtype",
+        "q8",
+        "--json",
+    ]);
+    let s: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(s["layers"], 14);
+    let bpw = s["bits_per_weight"].as_f64().unwrap();
+    assert!((1.3..2.0).contains(&bpw), "v6-k256 costs 8/6 index bits plus codebooks: {bpw}");
+    let dense = ppl(&gguf, &pp, 4);
+    let quant = ppl(&out, &pp, 4);
+    assert!(quant > dense && quant < dense * 1.25, "two quantized blocks: ppl {quant:.3} vs dense {dense:.3}");
+    let bench = vptq(&["bench", "--model", out.to_str().unwrap(), "--prompt-len", "16", "--gen-len", "4", "--json"]);
+    let b: serde_json::Value = serde_json::from_str(bench.trim()).unwrap();
+    assert!(b["decode_tok_s"].as_f64().unwrap() > 0.0, "{b}");
+}

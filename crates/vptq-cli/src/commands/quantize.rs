@@ -292,7 +292,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                 });
             }
         }
-    })?;
+    });
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            // Keep finished layers for a rerun; a checkpoint with none is just clutter.
+            if checkpoint.layer_count() == 0 {
+                let _ = checkpoint.remove();
+            }
+            return Err(e.into());
+        }
+    };
     let quant_secs = quant_started.elapsed().as_secs_f64();
     overall.finish_and_clear();
     layer_bar.finish_and_clear();

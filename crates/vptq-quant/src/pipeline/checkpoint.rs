@@ -137,6 +137,15 @@ impl Checkpoint {
         Ok(Some(LayerResult { module: module.to_string(), out_features, in_features, weights, stats }))
     }
 
+    /// Number of finished layers saved.
+    pub fn layer_count(&self) -> usize {
+        std::fs::read_dir(&self.dir).map_or(0, |d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json") && e.file_name() != "manifest.json")
+                .count()
+        })
+    }
+
     /// Deletes the folder (after the final output is in place).
     ///
     /// # Errors

@@ -137,6 +137,20 @@ pub fn quantize_model(
     if total == 0 {
         return Err(PipelineError::InvalidArgument("no decoder linear matches --include / --exclude".into()));
     }
+    // Settings a layer cannot take fail now, before any calibration work.
+    for (b, sel) in selected.iter().enumerate() {
+        for &i in sel {
+            let l = model.blocks[b].linears()[i].1;
+            let check = match opts.method {
+                Method::Vq(cfg) if opts.clamp_centroids => {
+                    cfg.clamped_to_shape(l.out_features(), l.in_features()).map(drop)
+                }
+                Method::Vq(cfg) => cfg.validate_for_shape(l.out_features(), l.in_features()).map(drop),
+                Method::Scalar(cfg) => cfg.validate(),
+            };
+            check.map_err(quant_err(module_name(b, LINEARS[i].1)))?;
+        }
+    }
     if calib.is_empty() || calib.iter().any(Vec::is_empty) {
         return Err(PipelineError::InvalidArgument("calibration needs at least one non-empty sequence".into()));
     }
