@@ -193,7 +193,7 @@ pub fn export_hf(model: &Llama, tokenizer: &Tokenizer, out: &Path, dtype: Export
         match l {
             Linear::Dense(d) => (dense_f32(&d.weight), d.bias.clone()),
             // Exported dense: the dequantized weight is exactly what the VPTQ layer computes with.
-            Linear::Vq(q) => (q.dequantize(), q.tensors.bias.clone()),
+            Linear::Vq(q) => (q.dequantize(), q.bias().map(<[f32]>::to_vec)),
         }
     };
     push("model.embed_tokens.weight".into(), vec![c.vocab_size, c.hidden_size], dense_f32(&model.embed.weight), false);

@@ -1,15 +1,15 @@
 //! The linear-layer seam: every projection of the model is a [`Linear`]. Formats plug in here as new variants;
 //! the model only calls [`Linear::forward`].
 //!
-//! VPTQ layers ([`VqLinear`]) keep their tensors as loaded (packed indices, codebooks in their stored precision)
-//! plus the kernels' prepared form (`vptq_kernels::vq_fast::PreparedVq`: unpacked indices, padded codebooks, perm
-//! and scale folded into the input), built once at load. Decode runs the fused codebook-lookup GEMV; prefill
+//! VPTQ layers ([`VqLinear`]) keep only the kernels' prepared form (`vptq_kernels::vq_fast::PreparedVq`:
+//! unpacked indices, padded codebooks, perm and scale folded into the input), built once at load from the loaded
+//! tensors, which are then dropped. Decode runs the fused codebook-lookup GEMV; prefill
 //! dequantizes bands of rows and multiplies them with the f32 GEMM, so the full dense weight never exists.
 
 use crate::error::{ModelError, Result};
-use vptq_format::vptq::VqTensors;
+use vptq_format::vptq::{VqLayout, VqTensors};
 use vptq_kernels::dense::{matmul, DenseWeight};
-use vptq_kernels::vq::{dequantize_ref, VqView};
+use vptq_kernels::vq::VqView;
 use vptq_kernels::vq_fast::{BookPrecision, PreparedVq};
 
 /// A dense `[out_features, in_features]` weight with an optional bias.
@@ -47,21 +47,22 @@ impl DenseLinear {
 /// A VPTQ-quantized `[out_features, in_features]` weight (vptq-spec.md §2), kept packed, with its optional bias.
 #[derive(Debug, Clone)]
 pub struct VqLinear {
-    /// Layout, codebooks, packed indices, perm, scale/offset and bias, validated (boxed: keeps [`Linear`] small).
-    pub tensors: Box<VqTensors>,
-    /// The kernels' form of the same weight (boxed for the same reason).
+    /// The kernels' form of the weight (boxed: keeps [`Linear`] small). The loaded tensors are not kept: the
+    /// prepared form reproduces their dequantization bit for bit, and keeping both would double the memory.
     prepared: Box<PreparedVq>,
+    /// Layer bias `[out_features]`.
+    bias: Option<Vec<f32>>,
 }
 
 impl VqLinear {
-    /// Wraps tensors after checking them against their layout (what the kernels rely on).
+    /// Checks tensors against their layout (what the kernels rely on) and prepares them for the kernels.
     ///
     /// # Errors
     /// [`ModelError::InvalidArgument`] naming the inconsistent tensor.
     pub fn new(tensors: VqTensors) -> Result<Self> {
         tensors.validate().map_err(|e| ModelError::InvalidArgument(format!("VPTQ linear: {e}")))?;
         let prepared = Box::new(PreparedVq::new(&VqView::new(&tensors), BookPrecision::Auto));
-        Ok(VqLinear { tensors: Box::new(tensors), prepared })
+        Ok(VqLinear { prepared, bias: tensors.bias })
     }
 
     /// The prepared form the forward pass runs on.
@@ -69,20 +70,20 @@ impl VqLinear {
         &self.prepared
     }
 
-    /// Borrowed kernel view.
-    pub fn view(&self) -> VqView<'_> {
-        VqView::new(&self.tensors)
+    /// Shape and codebook sizes.
+    pub fn layout(&self) -> &VqLayout {
+        self.prepared.layout()
     }
 
-    /// The dense weight `Ŵ` `[out_features, in_features]` in f32 (reference dequantization; for export and
-    /// tests, not for the forward pass).
+    /// The dense weight `Ŵ` `[out_features, in_features]` in f32 (bit-identical to the reference
+    /// dequantization; for export and tests, not for the forward pass).
     pub fn dequantize(&self) -> Vec<f32> {
-        dequantize_ref(&self.view())
+        self.prepared.dequantize()
     }
 
     /// Bias `[out_features]`, if any.
     pub fn bias(&self) -> Option<&[f32]> {
-        self.tensors.bias.as_deref()
+        self.bias.as_deref()
     }
 }
 
@@ -100,7 +101,7 @@ impl Linear {
     pub fn in_features(&self) -> usize {
         match self {
             Linear::Dense(d) => d.in_features,
-            Linear::Vq(q) => q.tensors.layout.in_features,
+            Linear::Vq(q) => q.layout().in_features,
         }
     }
 
@@ -108,7 +109,7 @@ impl Linear {
     pub fn out_features(&self) -> usize {
         match self {
             Linear::Dense(d) => d.out_features,
-            Linear::Vq(q) => q.tensors.layout.out_features,
+            Linear::Vq(q) => q.layout().out_features,
         }
     }
 
@@ -125,7 +126,7 @@ impl Linear {
     pub fn kind(&self) -> String {
         match self {
             Linear::Dense(d) => d.weight.kind().to_string(),
-            Linear::Vq(q) => q.tensors.layout.describe(),
+            Linear::Vq(q) => q.layout().describe(),
         }
     }
 

@@ -136,7 +136,7 @@ pub(crate) fn hf_weight(model: &Llama, short: &str, l: &Linear, module: &str) ->
 pub(crate) fn hf_bias(model: &Llama, short: &str, l: &Linear) -> Option<Vec<f32>> {
     let bias = match l {
         Linear::Dense(d) => d.bias.clone(),
-        Linear::Vq(v) => v.tensors.bias.clone(),
+        Linear::Vq(v) => v.bias().map(<[f32]>::to_vec),
     };
     bias.map(|b| hf_rows(model, short, b, 1))
 }
