@@ -245,7 +245,6 @@ pub(crate) fn gram_accumulate(
     }
 }
 
-
 /// `dst[a][b] += Σ_r x[r][i0+a] · x[r][j0+b]` for an `[ni, nj]` tile of `xᵀx`, the tile product taken in f32 (one
 /// single-threaded GEMM over `rows`, the calibration batch) and added to the f64 running sum: the products of
 /// one batch of a few thousand rows lose ~1e-6 relative, far below the Hessian's sampling noise, and the
@@ -268,8 +267,8 @@ pub(crate) fn gram_accumulate_f32(
     assert!((i0 + ni).max(j0 + nj) <= x_rs, "gram_accumulate_f32: columns beyond the row stride");
     assert!((rows - 1) * x_rs + x_rs <= x.len(), "gram_accumulate_f32: x too short");
     let mut tile = vec![0f32; ni * nj]; // [ni, nj] this batch's products
-    // SAFETY: as in `gram_accumulate`: lhs element (a, r) is x[i0 + a + r·x_rs], rhs element (r, b) is
-    // x[j0 + b + r·x_rs], both inside x by the asserts; `tile` is a fresh buffer of ni·nj elements, row stride nj.
+                                        // SAFETY: as in `gram_accumulate`: lhs element (a, r) is x[i0 + a + r·x_rs], rhs element (r, b) is
+                                        // x[j0 + b + r·x_rs], both inside x by the asserts; `tile` is a fresh buffer of ni·nj elements, row stride nj.
     unsafe {
         gemm::gemm(
             ni,
