@@ -487,3 +487,38 @@ fn int8_embeddings_are_written_recorded_and_loaded() {
     let scale = la.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert!(max_abs_diff(&la, &lb) < 0.05 * scale, "int8 head: {}", max_abs_diff(&la, &lb));
 }
+
+#[test]
+fn residual_outliers_and_groups_end_to_end() {
+    let src = tempfile::tempdir().unwrap();
+    let model = random_model(src.path());
+    let tokens = &calib()[2];
+    let dense = logits(&model, tokens);
+    let mut errs = Vec::new();
+    for (residual, outliers, groups) in [(0, 0.0, 1), (4, 0.0, 1), (0, 10.0, 1), (0, 0.0, 2), (4, 10.0, 2)] {
+        let mut cfg = small_cfg("v4-k16");
+        cfg.num_res_centroids = residual;
+        cfg.outlier_percent = outliers;
+        cfg.outlier_vector_len = 2;
+        cfg.outlier_num_centroids = 16;
+        cfg.group_num = groups;
+        let method = Method::Vq(cfg);
+        let include = vec!["self_attn".to_string()];
+        let opts =
+            QuantizeOptions { include: &include, clamp_centroids: true, ..options(&method, CalibMode::Sequential) };
+        let results = quantize_model(&model, &calib(), &opts, &mut |_| {}).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        write_vptq_folder(&model, None, &results, serde_json::Value::Null, EmbedStorage::F16, out.path(), true)
+            .unwrap();
+        let loaded = load_hf_weights(out.path(), &LoadOptions::default()).unwrap();
+        let Linear::Vq(q) = &loaded.blocks[0].q_proj else { panic!("q_proj is VPTQ") };
+        let l = q.layout();
+        assert_eq!((l.num_res_centroids, l.outlier_size > 0, l.group_num), (residual, outliers > 0.0, groups));
+        let got = logits(&loaded, tokens);
+        let want = logits(&with_dense(&model, &results, LayerResult::dequantized), tokens);
+        assert!(max_abs_diff(&got, &want) < 1e-4, "{residual} {outliers} {groups}");
+        errs.push(max_abs_diff(&got, &dense));
+    }
+    // A residual codebook adds bits and lowers the error of the plain configuration.
+    assert!(errs[1] < errs[0], "{errs:?}");
+}
