@@ -30,7 +30,9 @@ const PREFETCH_MIN_BYTES: usize = 256 << 10;
 /// `PF`: prefetch main entries [`PREFETCH_COLUMNS`] ahead (worth its instructions only for codebooks that miss L2).
 ///
 /// # Safety
-/// The CPU must support the extensions `L`'s methods use.
+/// The CPU must support the extensions `L`'s methods use, and every `idx` entry must be below `cb.len()` (every
+/// `ridx` entry below `rcb.len()`): `PreparedVq::new` masks indices to log2(k) bits and k is a power of two, so
+/// per-group slices of exactly k entries satisfy it. The hot loop then skips the per-lookup bounds checks.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows<
@@ -64,9 +66,11 @@ unsafe fn rows<
         }
         let xv: [L; T] = std::array::from_fn(|t| unsafe { L::splat(xs[t][q]) });
         for r in 0..RS {
-            let mut c = unsafe { cb[idx[r][q] as usize].load() };
+            debug_assert!((idx[r][q] as usize) < cb.len() && (!RES || ridx[r][q].get() < rcb.len()));
+            // SAFETY: indices below the codebook lengths (the function's contract).
+            let mut c = unsafe { cb.get_unchecked(idx[r][q] as usize).load() };
             if RES {
-                c = unsafe { c.add(rcb[ridx[r][q].get()].load()) };
+                c = unsafe { c.add(rcb.get_unchecked(ridx[r][q].get()).load()) };
             }
             for t in 0..T {
                 acc[r][t] = unsafe { c.mul_add(xv[t], acc[r][t]) };
