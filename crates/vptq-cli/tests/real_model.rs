@@ -103,8 +103,9 @@ fn smollm2_reference_perplexities_gguf_and_converted() {
     assert_eq!(from_gguf, greedy(&f32_dir, prompt), "greedy tokens differ between GGUF and converted folder");
 }
 
-/// End to end on the real model, kept small for CI: quantize the first two blocks of SmolLM2 (v6-k256, int8
-/// embeddings), load the folder, check perplexity stays near the dense model's and that bench runs on it.
+/// End to end on the real model, kept small for CI: quantize the first two blocks of SmolLM2 (v4-k256, 2 index
+/// bits, int8 embeddings), load the folder, check perplexity stays near the dense model's and that bench runs on
+/// it. Measured: 4 windows of Pride and Prejudice, dense 20.8, these two blocks at ~2 bits 25.6.
 #[test]
 fn smollm2_two_blocks_quantize_load_perplexity() {
     let (Some(gguf), Some(pp)) =
@@ -139,10 +140,10 @@ fn smollm2_two_blocks_quantize_load_perplexity() {
     let s: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
     assert_eq!(s["layers"], 14);
     let bpw = s["bits_per_weight"].as_f64().unwrap();
-    assert!((1.3..2.0).contains(&bpw), "v6-k256 costs 8/6 index bits plus codebooks: {bpw}");
+    assert!((2.0..2.2).contains(&bpw), "v4-k256 costs 2 index bits plus codebooks: {bpw}");
     let dense = ppl(&gguf, &pp, 4);
     let quant = ppl(&out, &pp, 4);
-    assert!(quant > dense && quant < dense * 1.25, "two quantized blocks: ppl {quant:.3} vs dense {dense:.3}");
+    assert!(quant > dense && quant < dense * 1.4, "two quantized blocks: ppl {quant:.3} vs dense {dense:.3}");
     let bench = vptq(&["bench", "--model", out.to_str().unwrap(), "--prompt-len", "16", "--gen-len", "4", "--json"]);
     let b: serde_json::Value = serde_json::from_str(bench.trim()).unwrap();
     assert!(b["decode_tok_s"].as_f64().unwrap() > 0.0, "{b}");
