@@ -122,7 +122,7 @@ fn smollm2_two_blocks_quantize_load_perplexity() {
         "--out",
         out.to_str().unwrap(),
         "--preset",
-        "v6-k256",
+        "v4-k256",
         "--include",
         "layers.0.",
         "--include",
