@@ -44,6 +44,19 @@ impl Block {
             ("down_proj", &self.down_proj),
         ]
     }
+
+    /// [`Block::linears`], mutable (to swap a projection's storage).
+    pub fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
+        [
+            ("q_proj", &mut self.q_proj),
+            ("k_proj", &mut self.k_proj),
+            ("v_proj", &mut self.v_proj),
+            ("o_proj", &mut self.o_proj),
+            ("gate_proj", &mut self.gate_proj),
+            ("up_proj", &mut self.up_proj),
+            ("down_proj", &mut self.down_proj),
+        ]
+    }
 }
 
 /// The input of a group of projections, as seen by a [`Llama::forward_observed`] observer: q/k/v share one

@@ -280,16 +280,7 @@ fn advance(model: &Llama, block: &Block, mut xs: Vec<Vec<f32>>) -> Vec<Vec<f32>>
 /// model's row order, the model's own bias).
 fn quantized_block(model: &Llama, b: usize, layers: &[LayerResult]) -> Block {
     let mut block = model.blocks[b].clone();
-    let slots: [(&str, &mut Linear); 7] = [
-        ("q_proj", &mut block.q_proj),
-        ("k_proj", &mut block.k_proj),
-        ("v_proj", &mut block.v_proj),
-        ("o_proj", &mut block.o_proj),
-        ("gate_proj", &mut block.gate_proj),
-        ("up_proj", &mut block.up_proj),
-        ("down_proj", &mut block.down_proj),
-    ];
-    for (short, slot) in slots {
+    for (short, slot) in block.linears_mut() {
         if let Some(r) = layers.iter().find(|r| r.module == module_name(b, short)) {
             let bias = match &*slot {
                 Linear::Dense(d) => d.bias.clone(),

@@ -163,16 +163,7 @@ fn spec_dequant(r: &LayerResult) -> Vec<f32> {
 fn with_dense(model: &Llama, quantized: &[LayerResult], weight: impl Fn(&LayerResult) -> Vec<f32>) -> Llama {
     let mut m = model.clone();
     for (b, block) in m.blocks.iter_mut().enumerate() {
-        let slots: [(&str, &mut Linear); 7] = [
-            ("q_proj", &mut block.q_proj),
-            ("k_proj", &mut block.k_proj),
-            ("v_proj", &mut block.v_proj),
-            ("o_proj", &mut block.o_proj),
-            ("gate_proj", &mut block.gate_proj),
-            ("up_proj", &mut block.up_proj),
-            ("down_proj", &mut block.down_proj),
-        ];
-        for (short, slot) in slots {
+        for (short, slot) in block.linears_mut() {
             if let Some(q) = quantized.iter().find(|r| r.module == module_name(b, short)) {
                 let dense = DenseWeight::F32(weight(q));
                 *slot = Linear::Dense(DenseLinear::new(dense, None, q.in_features, q.out_features));
