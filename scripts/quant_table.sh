@@ -3,7 +3,7 @@
 # Pride and Prejudice ppl (32×512) and held-out Brown ppl (first 16×512 of the last 10%) of each result.
 # Prints one JSON line per run and leaves the folders under $OUT (default runs/quant). Quiet machine please.
 #   scripts/quant_table.sh                    # every row
-#   scripts/quant_table.sh v6-k4096 gptq-w2   # only rows whose name contains one of the words
+#   scripts/quant_table.sh v6-k4096 gptq-w2   # only rows named so, else whose name contains the word
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "${VPTQ:-}" ] || { cargo build --release --bin vptq; VPTQ=./target/release/vptq; }
@@ -40,7 +40,11 @@ ppl() { $VPTQ ppl -m "$1" --text "$2" --ctx 512 --max-windows "$3" --json -q | p
 for row in "${ROWS[@]}"; do
   name="${row%%|*}"; args="${row#*|}"
   if [ $# -gt 0 ]; then
-    keep=0; for w in "$@"; do [[ "$name" == *"$w"* ]] && keep=1; done
+    keep=0
+    for w in "$@"; do
+      exact=0; for r in "${ROWS[@]}"; do [ "${r%%|*}" = "$w" ] && exact=1; done
+      if [ $exact = 1 ]; then [ "$name" = "$w" ] && keep=1; else [[ "$name" == *"$w"* ]] && keep=1; fi
+    done
     [ $keep = 1 ] || continue
   fi
   dir="$OUT/$name"

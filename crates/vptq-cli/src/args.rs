@@ -4,7 +4,8 @@ use anyhow::{Context as _, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
 use vptq_model::{
-    convert_embeddings, load_model, resolve_model, EmbedStorage, LoadOptions, LoadedModel, SamplingParams, WeightDtype,
+    convert_embeddings, load_model, resolve_model, BookPrecision, EmbedStorage, LoadOptions, LoadedModel,
+    SamplingParams, WeightDtype,
 };
 
 /// Options of every command.
@@ -79,6 +80,23 @@ pub struct ModelArgs {
     /// `model.embed_tokens.weight`)
     #[arg(long, value_enum, default_value_t = EmbedDtypeArg::Stored)]
     pub embed_dtype: EmbedDtypeArg,
+    /// How the kernels hold VPTQ codebooks in memory: auto (measured best per layer), f32, stored (f16/bf16 as
+    /// in the file), or int8 (a scale per lane: a quarter of f32's bytes, lossy)
+    #[arg(long, value_enum, default_value_t = CodebooksArg::Auto)]
+    pub codebooks: CodebooksArg,
+}
+
+/// `--codebooks` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodebooksArg {
+    /// Measured best for the codebook's size
+    Auto,
+    /// 32-bit float
+    F32,
+    /// As stored in the file
+    Stored,
+    /// int8 with one scale per group and lane
+    Int8,
 }
 
 /// `--embed-dtype` values.
@@ -116,8 +134,14 @@ impl ModelArgs {
             DtypeArg::Bf16 => WeightDtype::Bf16,
         };
         let spinner = crate::progress::spinner(ctx.quiet, format!("loading {}", source.path().display()));
-        let mut loaded =
-            load_model(&source, &LoadOptions { dtype }).with_context(|| format!("loading model `{}`", self.model))?;
+        let codebooks = match self.codebooks {
+            CodebooksArg::Auto => BookPrecision::Auto,
+            CodebooksArg::F32 => BookPrecision::F32,
+            CodebooksArg::Stored => BookPrecision::Stored,
+            CodebooksArg::Int8 => BookPrecision::Int8,
+        };
+        let mut loaded = load_model(&source, &LoadOptions { dtype, codebooks })
+            .with_context(|| format!("loading model `{}`", self.model))?;
         let embed = match self.embed_dtype {
             EmbedDtypeArg::Stored => None,
             EmbedDtypeArg::F16 => Some(EmbedStorage::F16),

@@ -3,8 +3,8 @@
 //! `cargo run --release -p vptq-kernels --example vq_bench -- [--decode] [blocks] [reps] [configs…]`
 //! (defaults: 30 blocks, 5 repetitions, all configs). A "model" of `blocks` decoder blocks with random weights
 //! is built per storage kind so that, as in a real forward pass, weights do not stay in cache between uses.
-//! Configs: f32, f16, v6k4096, v8k65536, v8k65536r256, v4k65536, with `:f32` / `:half` to force the codebook
-//! precision (e.g. `v8k65536:f32`).
+//! Configs: f32, f16, v6k4096, v8k65536, v8k65536r256, v4k65536, with `:f32` / `:half` / `:i8` to force the
+//! codebook precision (e.g. `v8k65536:f32`).
 
 use half::f16;
 use std::time::Instant;
@@ -62,6 +62,8 @@ impl Layer {
 fn vq_params(name: &str) -> Option<(usize, usize, usize)> {
     Some(match name {
         "v6k4096" => (6, 4096, 0),
+        "v6k1024" => (6, 1024, 0),
+        "v6k256" => (6, 256, 0),
         "v8k65536" => (8, 65536, 0),
         "v8k65536r256" => (8, 65536, 256),
         "v4k65536" => (4, 65536, 0),
@@ -119,6 +121,7 @@ fn build(config: &str, blocks: usize, rng: &mut Rng) -> Vec<[Layer; 7]> {
     let (name, prec) = match config.split_once(':') {
         Some((n, "f32")) => (n, BookPrecision::F32),
         Some((n, "half")) => (n, BookPrecision::Stored),
+        Some((n, "i8")) => (n, BookPrecision::Int8),
         _ => (config, BookPrecision::Auto),
     };
     (0..blocks)

@@ -1,8 +1,8 @@
 //! Parity of the fast VPTQ kernels (`vq_fast::PreparedVq`) with the reference dequantization `dequantize_ref`
 //! and the fused oracle `gemv_vq_ref`: random shapes with tails (M not a multiple of v, odd N), every main
 //! index width 1–16 with every residual width 0–16, groups, outliers, perm and norm on/off, f32/f16/bf16
-//! codebooks prepared in each precision, 1–6 tokens (decode and prefill paths), every instruction set, several
-//! threads.
+//! codebooks prepared in each precision (int8 within its rounding bound of the reference, then exact against
+//! its own dequantization), 1–6 tokens (decode and prefill paths), every instruction set, several threads.
 
 use half::{bf16, f16};
 use proptest::prelude::*;
@@ -10,7 +10,7 @@ use vptq_format::hf::HalfOrFloat;
 use vptq_format::vptq::{pack_indices, VqLayout, VqTensors};
 use vptq_kernels::reference::matmul_ref;
 use vptq_kernels::vq::{dequantize_ref, gemv_vq_ref, VqView};
-use vptq_kernels::vq_fast::{BookPrecision, Isa, PreparedVq};
+use vptq_kernels::vq_fast::{int8_grid_step, BookPrecision, Isa, PreparedVq};
 
 struct Rng(u64);
 
@@ -116,7 +116,20 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
 }
 
-const PRECISIONS: [BookPrecision; 3] = [BookPrecision::Auto, BookPrecision::F32, BookPrecision::Stored];
+const PRECISIONS: [BookPrecision; 4] =
+    [BookPrecision::Auto, BookPrecision::F32, BookPrecision::Stored, BookPrecision::Int8];
+
+/// Largest |Ŵ_int8 − Ŵ| the int8 rounding allows: half a step (max |c| / 127 in the entry's lane, bounded here
+/// by the largest |c| of the main codebook) times the column scale, plus f32 rounding of the residual's division.
+fn int8_bound(t: &VqTensors, col: usize, w: f32) -> f32 {
+    let max_c = match &t.centroids {
+        HalfOrFloat::F32(c) => c.iter().fold(0f32, |m, x| m.max(x.abs())),
+        HalfOrFloat::F16(c) => c.iter().fold(0f32, |m, x| m.max(x.to_f32().abs())),
+        HalfOrFloat::Bf16(c) => c.iter().fold(0f32, |m, x| m.max(x.to_f32().abs())),
+    };
+    let s = t.weight_scale.as_ref().map_or(1.0, |s| s[col].abs());
+    max_c / 254.0 * s * 1.0001 + 1e-5 * (1.0 + w.abs())
+}
 const ISAS: [Isa; 3] = [Isa::Best, Isa::Avx2, Isa::Portable];
 
 /// Checks every path of one layer: exact dequantization, then products for `tokens` tokens against `Ŵ·x`.
@@ -131,18 +144,26 @@ fn check(shape: Shape, seed: u64, p: u8, tokens: &[usize]) -> Result<(), TestCas
     for (pi, &prec) in PRECISIONS.iter().enumerate() {
         let isa = ISAS[(seed as usize + pi) % 3];
         let prep = PreparedVq::new(&view, prec).with_isa(isa);
-        // Same f32 operations as the reference (centroid + residual, then · scale + offset): exact.
         let dq = prep.dequantize();
-        let bad = dq.iter().zip(&w).position(|(a, b)| a.to_bits() != b.to_bits());
-        prop_assert!(bad.is_none(), "{:?} {:?} {:?} {}: element {:?}", shape, prec, isa, prep.describe(), bad);
+        let int8 = prep.describe().contains("i8");
+        if int8 {
+            let bad = (0..m * n).find(|&e| (dq[e] - w[e]).abs() > int8_bound(&t, e % n, w[e]));
+            prop_assert!(bad.is_none(), "{:?} {isa:?} int8: element {:?} beyond its rounding bound", shape, bad);
+        } else {
+            // Same f32 operations as the reference (centroid + residual, then · scale + offset): exact.
+            let bad = dq.iter().zip(&w).position(|(a, b)| a.to_bits() != b.to_bits());
+            prop_assert!(bad.is_none(), "{:?} {:?} {:?} {}: element {:?}", shape, prec, isa, prep.describe(), bad);
+        }
+        // Products against the prepared form's own weight (the reference's, except for int8).
+        let w_prep = if int8 { &dq } else { &w };
         for &nt in tokens {
             let x: Vec<f32> = (0..nt * n).map(|_| rng.float()).collect();
-            let want = matmul_ref(&x, &w, nt, n, m);
+            let want = matmul_ref(&x, w_prep, nt, n, m);
             let mut y = vec![f32::NAN; nt * m];
             prep.matmul(&x, &mut y, nt);
             let d = rel_diff(&y, &want);
             prop_assert!(d < 2e-5, "{:?} {:?} {:?} {} tokens {nt}: rel diff {d}", shape, prec, isa, prep.describe());
-            if nt == 1 {
+            if nt == 1 && !int8 {
                 let fused = gemv_vq_ref(&view, &x);
                 prop_assert!(rel_diff(&y, &fused) < 2e-5, "vs gemv_vq_ref");
             }
@@ -230,4 +251,74 @@ fn prepared_bytes_and_precision() {
     let t = random_tensors(small.layout(), 1, 1);
     assert_eq!(PreparedVq::new(&VqView::new(&t), BookPrecision::Auto).describe(), "w8 f32 idx u16");
     assert_eq!(PreparedVq::new(&VqView::new(&t), BookPrecision::Stored).describe(), "w8 f16 idx u16");
+}
+
+/// `t`'s main codebook rounded onto its per-group, per-lane int8 grid, as the quantizer writes it.
+fn snap_to_grid(t: &mut VqTensors) {
+    let l = t.layout;
+    let (v, k) = (l.vector_len, l.num_centroids);
+    let mut c: Vec<f32> = match &t.centroids {
+        HalfOrFloat::F32(c) => c.clone(),
+        HalfOrFloat::F16(c) => c.iter().map(|x| x.to_f32()).collect(),
+        HalfOrFloat::Bf16(c) => c.iter().map(|x| x.to_f32()).collect(),
+    };
+    for g in 0..l.group_num {
+        let book = &mut c[g * k * v..(g + 1) * k * v];
+        for lane in 0..v {
+            let max = book.iter().skip(lane).step_by(v).fold(0f32, |m, x| m.max(x.abs()));
+            let s = int8_grid_step(max);
+            book.iter_mut().skip(lane).step_by(v).for_each(|x| *x = (*x / s).round() * s);
+        }
+    }
+    // On the grid, f16 holds every entry exactly.
+    t.centroids = HalfOrFloat::F16(c.iter().map(|&x| f16::from_f32(x)).collect());
+    assert!(c.iter().all(|&x| f16::from_f32(x).to_f32() == x));
+}
+
+#[test]
+fn int8_grid_step_is_the_smallest_power_of_two_that_holds_the_lane() {
+    for max in [1e-6f32, 3e-3, 0.0123, 0.5, 1.0, 127.0, 127.5, 254.0, 1e3, 7.77e4] {
+        let s = int8_grid_step(max);
+        assert_eq!(s, 2f32.powi(s.log2() as i32), "{max}: power of two");
+        assert!(max <= 127.0 * s && max > 63.5 * s, "{max}: step {s}");
+    }
+    assert_eq!(int8_grid_step(0.0), 1.0);
+    assert_eq!(int8_grid_step(f32::NAN), 1.0);
+}
+
+#[test]
+fn codebooks_on_the_int8_grid_run_in_int8_bit_identically() {
+    // Auto picks int8 for a codebook on the grid, and its dequantization and products equal the f32 form's bit
+    // for bit (every scaling is by a power of two); off the grid, Auto never picks int8.
+    let shapes = [
+        Shape { m: 67, v: 6, b: 12, r: 0, g: 1, gs: 37, os: 0, v0: 0, k0: 0, perm: true, norm: true },
+        Shape { m: 35, v: 8, b: 9, r: 6, g: 2, gs: 11, os: 3, v0: 4, k0: 16, perm: true, norm: true },
+        Shape { m: 33, v: 3, b: 5, r: 12, g: 1, gs: 29, os: 0, v0: 0, k0: 0, perm: false, norm: false },
+        Shape { m: 50, v: 12, b: 7, r: 4, g: 3, gs: 5, os: 2, v0: 3, k0: 7, perm: true, norm: false },
+    ];
+    for (i, shape) in shapes.into_iter().enumerate() {
+        let mut t = random_tensors(shape.layout(), 100 + i as u64, 1);
+        let free = PreparedVq::new(&VqView::new(&t), BookPrecision::Auto);
+        assert!(!free.describe().contains("i8"), "case {i}: off the grid stays exact: {}", free.describe());
+        snap_to_grid(&mut t);
+        let view = VqView::new(&t);
+        let (m, n) = (t.layout.out_features, t.layout.in_features);
+        let w = dequantize_ref(&view);
+        let f32s = PreparedVq::new(&view, BookPrecision::F32);
+        for isa in ISAS {
+            let int8 = PreparedVq::new(&view, BookPrecision::Auto).with_isa(isa);
+            assert!(int8.describe().contains("i8"), "case {i}: {}", int8.describe());
+            let dq = int8.dequantize();
+            assert!(dq.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "case {i} {isa:?}: dequantization");
+            let f32s = f32s.clone().with_isa(isa);
+            for nt in [1, 2, 3, 7] {
+                let mut rng = Rng(nt as u64 + 3);
+                let x: Vec<f32> = (0..nt * n).map(|_| rng.float()).collect();
+                let (mut a, mut b) = (vec![0f32; nt * m], vec![0f32; nt * m]);
+                int8.matmul(&x, &mut a, nt);
+                f32s.matmul(&x, &mut b, nt);
+                assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()), "case {i} {isa:?} {nt} tokens");
+            }
+        }
+    }
 }

@@ -29,4 +29,5 @@ pub use llama::{Block, LinearInput, Llama, LogitsMode};
 pub use load::{load_model, LoadOptions, LoadedModel, WeightDtype};
 pub use sampling::{Sampler, SamplingParams};
 pub use source::{resolve_model, ModelSource};
+pub use vptq_kernels::vq_fast::BookPrecision;
 pub use vptq_tokenizer::Tokenizer;

@@ -55,13 +55,14 @@ pub struct VqLinear {
 }
 
 impl VqLinear {
-    /// Checks tensors against their layout (what the kernels rely on) and prepares them for the kernels.
+    /// Checks tensors against their layout (what the kernels rely on) and prepares them for the kernels, with
+    /// codebooks in `precision`.
     ///
     /// # Errors
     /// [`ModelError::InvalidArgument`] naming the inconsistent tensor.
-    pub fn new(tensors: VqTensors) -> Result<Self> {
+    pub fn new(tensors: VqTensors, precision: BookPrecision) -> Result<Self> {
         tensors.validate().map_err(|e| ModelError::InvalidArgument(format!("VPTQ linear: {e}")))?;
-        let prepared = Box::new(PreparedVq::new(&VqView::new(&tensors), BookPrecision::Auto));
+        let prepared = Box::new(PreparedVq::new(&VqView::new(&tensors), precision));
         Ok(VqLinear { prepared, bias: tensors.bias })
     }
 

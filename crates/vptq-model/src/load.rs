@@ -29,6 +29,7 @@ use vptq_format::hf::{HalfOrFloat, HfConfigRaw, TensorStore};
 use vptq_format::vptq::{read_vq_tensors, VptqConfig};
 use vptq_format::FormatError;
 use vptq_kernels::dense::DenseWeight;
+use vptq_kernels::vq_fast::BookPrecision;
 use vptq_tokenizer::Tokenizer;
 
 /// Precision of dense weights in memory.
@@ -50,6 +51,8 @@ pub enum WeightDtype {
 pub struct LoadOptions {
     /// Precision of dense weights.
     pub dtype: WeightDtype,
+    /// Precision of the VPTQ codebooks in the kernels' prepared form.
+    pub codebooks: BookPrecision,
 }
 
 /// A model with its tokenizer and where it came from.
@@ -202,7 +205,7 @@ pub fn load_hf_weights(dir: &Path, opts: &LoadOptions) -> Result<Llama> {
             Some(layout) => {
                 tracing::debug!(layer = %name, kind = %layout.describe(), "VPTQ linear");
                 let tensors = read_vq_tensors(&store, &name, &layout)?;
-                Ok(Linear::Vq(VqLinear::new(tensors)?))
+                Ok(Linear::Vq(VqLinear::new(tensors, opts.codebooks)?))
             }
             None => dense(name, out_f, in_f, bias),
         }

@@ -273,7 +273,7 @@ fn check(arch: &'static str, bias: bool, tied: bool) {
         assert!(max_abs_diff(&stepped, &want) < 1e-3, "{arch}: decode diff {}", max_abs_diff(&stepped, &want));
     }
     // Half-precision weights stay close.
-    let f16 = load_hf_weights(dir.path(), &LoadOptions { dtype: WeightDtype::F16 }).unwrap();
+    let f16 = load_hf_weights(dir.path(), &LoadOptions { dtype: WeightDtype::F16, ..Default::default() }).unwrap();
     let mut cache = KvCache::new(&f16.config, 64);
     let logits = f16.forward(&tokens, &mut cache, LogitsMode::All).unwrap();
     assert!(max_abs_diff(&logits, &want) < 5e-2);

@@ -60,6 +60,10 @@ pub struct VqConfig {
     pub kmeans_init: KMeansInit,
     /// Fit k-means on a uniform sample of at most this many vectors per codebook (`None`: all).
     pub kmeans_max_fit_vectors: Option<usize>,
+    /// Snap each trained main codebook to its int8 grid (per lane, `vq_fast::int8_grid_step`) before the
+    /// error-feedback loop, so the loop compensates the rounding and the kernels can hold the codebook in int8
+    /// without loss (false, the default, is the reference's free f16 codebook).
+    pub int8_grid: bool,
     /// Seed of every random choice (codebook `c` of a layer uses `seed + c`).
     pub seed: u64,
 }
@@ -87,6 +91,7 @@ impl VqConfig {
             kmeans_tol: 1e-5,
             kmeans_init: KMeansInit::Random,
             kmeans_max_fit_vectors: None,
+            int8_grid: false,
             seed: 0,
         }
     }

@@ -13,6 +13,7 @@ use crate::algo::residual::train_residual_codebook;
 use crate::algo::vptq::{proxy_error, vptq_quantize_unscored};
 use crate::config::{NormMode, VqConfig};
 use crate::error::{check_finite_f32, check_finite_f64, check_len, QuantError, Result};
+use vptq_kernels::vq_fast::int8_grid_step;
 
 /// The Hessian side of a layer, computed once and shared by every layer reading the same input (q/k/v,
 /// gate/up): regularization, dead columns, permutation, damping and `U` depend on `H` and the config only.
@@ -301,6 +302,11 @@ pub fn quantize_linear_prepared(
                 .map_err(|e| in_part(e, &format!("group {g} main codebook")))
         })
         .collect::<Result<Vec<Codebook>>>()?;
+    let main_codebooks = if cfg.int8_grid {
+        main_codebooks.iter().map(snap_to_int8_grid).collect::<Result<_>>()?
+    } else {
+        main_codebooks
+    };
     let mut kmeans_secs = t.elapsed().as_secs_f64();
 
     // 3. first pass: main codebooks only
@@ -407,6 +413,17 @@ pub fn quantize_linear_prepared(
         quantized_weight,
         report: LayerReport { proxy_err, secs: start.elapsed().as_secs_f64(), kmeans_secs, loop_secs },
     })
+}
+
+/// `cb` with every entry rounded to its lane's int8 grid (`C[e][l] = round(C[e][l] / step_l) · step_l`, step_l a
+/// power of two from the lane's largest |entry|): exact in f16 and f32, and what the kernels hold in int8.
+fn snap_to_int8_grid(cb: &Codebook) -> Result<Codebook> {
+    let v = cb.vector_len();
+    let c = cb.centroids(); // [k, v]
+    let step: Vec<f32> =
+        (0..v).map(|l| int8_grid_step(c.iter().skip(l).step_by(v).fold(0f32, |m, x| m.max(x.abs())))).collect();
+    let snapped = c.chunks_exact(v).flat_map(|e| e.iter().zip(&step).map(|(&x, &s)| (x / s).round() * s)).collect();
+    Codebook::new(snapped, v)
 }
 
 /// Names the codebook in a `TooManyCentroids` error.

@@ -51,6 +51,11 @@ pub struct Args {
     /// and saves the scale/bias bits)
     #[arg(long, value_enum, default_value_t = NormArg::None)]
     norm: NormArg,
+    /// Codebook values: int8 (each main codebook snapped to a per-lane power-of-two int8 grid before the
+    /// error-feedback loop, which compensates it; the kernels then keep codebooks in int8 losslessly, measured
+    /// faster) or free (any f16 value, as the reference)
+    #[arg(long, value_enum, default_value_t = GridArg::Int8)]
+    codebook_grid: GridArg,
     /// Calibration text file (default: the first 90% of the Brown corpus from the asset cache)
     #[arg(long)]
     calib: Option<PathBuf>,
@@ -94,6 +99,15 @@ pub struct Args {
     json: bool,
 }
 
+/// `--codebook-grid` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum GridArg {
+    /// Per-lane int8 grid
+    Int8,
+    /// Any f16 value
+    Free,
+}
+
 /// `--norm` values.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum NormArg {
@@ -116,7 +130,8 @@ impl Args {
                     .any(Option::is_some)
                     || self.outlier_percent.is_some()
                     || self.clamp_centroids
-                    || self.reference_hessian;
+                    || self.reference_hessian
+                    || self.codebook_grid != GridArg::Int8;
                 anyhow::ensure!(!vq_flags, "VPTQ options (--vector-len, --centroids, ...) do not apply to {}", s);
                 return Ok(Method::Scalar(s));
             }
@@ -145,6 +160,7 @@ impl Args {
             NormArg::MinMax => NormMode::MinMax,
             NormArg::MeanStd => NormMode::MeanStd,
         };
+        cfg.int8_grid = self.codebook_grid == GridArg::Int8;
         cfg.seed = self.seed;
         cfg.validate()?;
         Ok(Method::Vq(cfg))

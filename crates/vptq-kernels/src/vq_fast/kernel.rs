@@ -7,8 +7,9 @@ use super::{BookW, Books, Isa, PreparedVq, ResIdx, BLOCK};
 
 /// Work on a block range of a prepared layer, generic over the lane and storage types.
 pub(super) trait Job {
-    /// Runs the job with codebooks `cb` `[G·k]`, `rcb` `[G·kr]` (empty without residual) and residual indices
-    /// `ridx` `[G, ni_pad, gs]` (empty without residual).
+    /// Runs the job with codebooks `cb` `[G·k]`, `rcb` `[G·kr]` (empty without residual), residual indices
+    /// `ridx` `[G, ni_pad, gs]` (empty without residual) and per-group lane scales `ls` `[G·W]` that multiply
+    /// every entry sum (empty: none).
     ///
     /// # Safety
     /// The CPU must support the extensions `L`'s methods use.
@@ -18,6 +19,7 @@ pub(super) trait Job {
         cb: &[C],
         rcb: &[RC],
         ridx: &[RI],
+        ls: &[f32],
     );
 }
 
@@ -112,6 +114,7 @@ impl GemvJob<'_> {
         cb: &[C],
         rcb: &[RC],
         ridx: &[RI],
+        ls: &[f32],
         blk: usize,
         r0: usize,
         t0: usize,
@@ -131,13 +134,18 @@ impl GemvJob<'_> {
             let col0 = os + c * gs;
             let xs: [&[f32]; T] = std::array::from_fn(|t| &self.xp[(t0 + t) * n + col0..][..gs]);
             // SAFETY: forwarded contract.
-            let acc = unsafe {
+            let mut acc = unsafe {
                 if std::mem::size_of_val(cbc) > PREFETCH_MIN_BYTES {
                     rows::<L, C, RC, RI, RES, true, T, RS>(cbc, rcbc, irows, rrows, xs)
                 } else {
                     rows::<L, C, RC, RI, RES, false, T, RS>(cbc, rcbc, irows, rrows, xs)
                 }
             };
+            if !ls.is_empty() {
+                // SAFETY: forwarded contract.
+                let s = unsafe { L::load_f32(&ls[c * L::W..]) };
+                acc.iter_mut().flatten().for_each(|a| *a = unsafe { a.mul(s) });
+            }
             for (r, acc_r) in acc.iter().enumerate() {
                 for (t, a) in acc_r.iter().enumerate() {
                     // SAFETY: forwarded contract; `tmp` holds 16 ≥ W lanes.
@@ -158,6 +166,7 @@ impl Job for GemvJob<'_> {
         cb: &[C],
         rcb: &[RC],
         ridx: &[RI],
+        ls: &[f32],
     ) {
         assert!(self.nvec.is_multiple_of(BLOCK) && self.vec0 + self.nvec <= p.ni_pad, "vq gemv: block range");
         assert_eq!(self.out.len(), self.n_tokens * self.nvec * p.layout.vector_len, "vq gemv: out");
@@ -169,14 +178,14 @@ impl Job for GemvJob<'_> {
             while t0 < self.n_tokens {
                 if self.n_tokens - t0 >= 2 {
                     if L::W > 8 {
-                        unsafe { self.part::<L, C, RC, RI, RES, 2, 2>(p, cb, rcb, ridx, blk, 0, t0) };
-                        unsafe { self.part::<L, C, RC, RI, RES, 2, 2>(p, cb, rcb, ridx, blk, 2, t0) };
+                        unsafe { self.part::<L, C, RC, RI, RES, 2, 2>(p, cb, rcb, ridx, ls, blk, 0, t0) };
+                        unsafe { self.part::<L, C, RC, RI, RES, 2, 2>(p, cb, rcb, ridx, ls, blk, 2, t0) };
                     } else {
-                        unsafe { self.part::<L, C, RC, RI, RES, 2, BLOCK>(p, cb, rcb, ridx, blk, 0, t0) };
+                        unsafe { self.part::<L, C, RC, RI, RES, 2, BLOCK>(p, cb, rcb, ridx, ls, blk, 0, t0) };
                     }
                     t0 += 2;
                 } else {
-                    unsafe { self.part::<L, C, RC, RI, RES, 1, BLOCK>(p, cb, rcb, ridx, blk, 0, t0) };
+                    unsafe { self.part::<L, C, RC, RI, RES, 1, BLOCK>(p, cb, rcb, ridx, ls, blk, 0, t0) };
                     t0 += 1;
                 }
             }
@@ -200,6 +209,7 @@ impl Job for DequantJob<'_> {
         cb: &[C],
         rcb: &[RC],
         ridx: &[RI],
+        ls: &[f32],
     ) {
         let l = &p.layout;
         let (v, gs, k, kr, n, os) =
@@ -213,6 +223,8 @@ impl Job for DequantJob<'_> {
             let base = (c * p.ni_pad + self.vec0) * gs;
             let irows = &p.idx[base..base + self.nvec * gs];
             let rrows = if RES { &ridx[base..base + self.nvec * gs] } else { &ridx[..0] };
+            // SAFETY: forwarded contract.
+            let scale = (!ls.is_empty()).then(|| unsafe { L::load_f32(&ls[c * L::W..]) });
             // Column-major order: an entry's padding lanes spill into the next vector's slots of the same column
             // or the first slots of the next column, both written after it, or into the slack after the last.
             for g in 0..gs {
@@ -222,6 +234,10 @@ impl Job for DequantJob<'_> {
                     let mut e = unsafe { cbc[irows[i * gs + g] as usize].load() };
                     if RES {
                         e = unsafe { e.add(rcbc[rrows[i * gs + g].get()].load()) };
+                    }
+                    if let Some(s) = scale {
+                        // SAFETY: forwarded contract.
+                        e = unsafe { e.mul(s) };
                     }
                     // SAFETY: forwarded contract; `store` bounds-checks its W lanes.
                     unsafe { e.store(&mut col[i * v..]) };
@@ -242,19 +258,21 @@ macro_rules! select {
     };
     (@kind $p:expr, $job:expr, $b:expr, $l:ty) => {
         match (&$b.main, &$b.res) {
-            (BookW::F32(m), None) => $job.run::<$l, _, _, u8, false>($p, m, &m[..0], &[]),
-            (BookW::F16(m), None) => $job.run::<$l, _, _, u8, false>($p, m, &m[..0], &[]),
-            (BookW::Bf16(m), None) => $job.run::<$l, _, _, u8, false>($p, m, &m[..0], &[]),
-            (BookW::F32(m), Some(BookW::F32(r))) => select!(@res $p, $job, m, r, $l),
-            (BookW::F16(m), Some(BookW::F16(r))) => select!(@res $p, $job, m, r, $l),
-            (BookW::Bf16(m), Some(BookW::Bf16(r))) => select!(@res $p, $job, m, r, $l),
+            (BookW::F32(m), None) => $job.run::<$l, _, _, u8, false>($p, m, &m[..0], &[], &[]),
+            (BookW::F16(m), None) => $job.run::<$l, _, _, u8, false>($p, m, &m[..0], &[], &[]),
+            (BookW::Bf16(m), None) => $job.run::<$l, _, _, u8, false>($p, m, &m[..0], &[], &[]),
+            (BookW::I8(m), None) => $job.run::<$l, _, _, u8, false>($p, m, &m[..0], &[], &$b.lane_scale),
+            (BookW::F32(m), Some(BookW::F32(r))) => select!(@res $p, $job, m, r, &[], $l),
+            (BookW::F16(m), Some(BookW::F16(r))) => select!(@res $p, $job, m, r, &[], $l),
+            (BookW::Bf16(m), Some(BookW::Bf16(r))) => select!(@res $p, $job, m, r, &[], $l),
+            (BookW::I8(m), Some(BookW::F32(r))) => select!(@res $p, $job, m, r, &$b.lane_scale, $l),
             _ => unreachable!("invariant: main and residual codebooks are prepared in one precision"),
         }
     };
-    (@res $p:expr, $job:expr, $m:expr, $r:expr, $l:ty) => {
+    (@res $p:expr, $job:expr, $m:expr, $r:expr, $ls:expr, $l:ty) => {
         match &$p.ridx {
-            ResIdx::U8(ri) => $job.run::<$l, _, _, u8, true>($p, $m, $r, ri),
-            ResIdx::U16(ri) => $job.run::<$l, _, _, u16, true>($p, $m, $r, ri),
+            ResIdx::U8(ri) => $job.run::<$l, _, _, u8, true>($p, $m, $r, ri, $ls),
+            ResIdx::U16(ri) => $job.run::<$l, _, _, u16, true>($p, $m, $r, ri, $ls),
             ResIdx::None => unreachable!("invariant: a residual codebook comes with residual indices"),
         }
     };

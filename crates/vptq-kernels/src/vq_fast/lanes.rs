@@ -1,5 +1,5 @@
 //! The SIMD vocabulary of the VQ kernels: a register of `W` f32 lanes ([`Lanes`]) and a codebook entry padded to
-//! `W` elements that loads into one ([`Centroid`]), in f32, f16 or bf16.
+//! `W` elements that loads into one ([`Centroid`]), in f32, f16, bf16 or int8 (scaled per lane by the caller).
 //!
 //! One generic kernel body is compiled per instruction set: plain arrays (portable; LLVM vectorizes them, NEON on
 //! aarch64) and, on x86-64, `__m128` / `__m256` / two `__m256` for W = 4 / 8 / 16 under AVX2+FMA+F16C (also
@@ -17,6 +17,12 @@ pub(crate) struct F16s<const N: usize>(pub [u16; N]);
 #[repr(transparent)]
 pub(crate) struct Bf16s<const N: usize>(pub [u16; N]);
 
+/// A codebook entry of `N` int8 values, padded with zeros past the vector length; the per-lane scale is applied
+/// to the accumulated sums, not to each entry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(transparent)]
+pub(crate) struct I8s<const N: usize>(pub [i8; N]);
+
 /// `W` f32 lanes in registers.
 ///
 /// Every method is `unsafe`: an implementation may use instructions of a CPU extension, and callers must only
@@ -32,6 +38,10 @@ pub(crate) trait Lanes: Copy {
     unsafe fn mul_add(self, x: Self, acc: Self) -> Self;
     /// `self + o`, lane-wise.
     unsafe fn add(self, o: Self) -> Self;
+    /// `self · o`, lane-wise.
+    unsafe fn mul(self, o: Self) -> Self;
+    /// Reads `s[..W]`.
+    unsafe fn load_f32(s: &[f32]) -> Self;
     /// Writes the `W` lanes to `out[..W]`.
     unsafe fn store(self, out: &mut [f32]);
 }
@@ -100,6 +110,14 @@ impl<const N: usize> Lanes for Portable<N> {
         Portable(std::array::from_fn(|l| self.0[l] + o.0[l]))
     }
     #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        Portable(std::array::from_fn(|l| self.0[l] * o.0[l]))
+    }
+    #[inline(always)]
+    unsafe fn load_f32(s: &[f32]) -> Self {
+        Portable(s[..N].try_into().expect("invariant: N lanes"))
+    }
+    #[inline(always)]
     unsafe fn store(self, out: &mut [f32]) {
         out[..N].copy_from_slice(&self.0);
     }
@@ -119,6 +137,13 @@ impl<const N: usize> Centroid<Portable<N>> for F16s<N> {
     }
 }
 
+impl<const N: usize> Centroid<Portable<N>> for I8s<N> {
+    #[inline(always)]
+    unsafe fn load(&self) -> Portable<N> {
+        Portable(std::array::from_fn(|l| f32::from(self.0[l])))
+    }
+}
+
 impl<const N: usize> Centroid<Portable<N>> for Bf16s<N> {
     #[inline(always)]
     unsafe fn load(&self) -> Portable<N> {
@@ -132,7 +157,7 @@ pub(crate) use x86::Y2;
 /// x86-64 lanes. Each method's contract: AVX2, FMA and F16C are available (checked by the dispatcher).
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Bf16s, Centroid, F16s, Lanes};
+    use super::{Bf16s, Centroid, F16s, I8s, Lanes};
     use std::arch::x86_64::*;
 
     impl Lanes for __m128 {
@@ -156,6 +181,17 @@ mod x86 {
         unsafe fn add(self, o: Self) -> Self {
             // SAFETY: SSE is baseline on x86-64.
             unsafe { _mm_add_ps(self, o) }
+        }
+        #[inline(always)]
+        unsafe fn mul(self, o: Self) -> Self {
+            // SAFETY: SSE is baseline on x86-64.
+            unsafe { _mm_mul_ps(self, o) }
+        }
+        #[inline(always)]
+        unsafe fn load_f32(s: &[f32]) -> Self {
+            let s = &s[..4];
+            // SAFETY: `s` holds 4 f32; unaligned load.
+            unsafe { _mm_loadu_ps(s.as_ptr()) }
         }
         #[inline(always)]
         unsafe fn store(self, out: &mut [f32]) {
@@ -186,6 +222,17 @@ mod x86 {
         unsafe fn add(self, o: Self) -> Self {
             // SAFETY: AVX is part of the caller's contract.
             unsafe { _mm256_add_ps(self, o) }
+        }
+        #[inline(always)]
+        unsafe fn mul(self, o: Self) -> Self {
+            // SAFETY: AVX is part of the caller's contract.
+            unsafe { _mm256_mul_ps(self, o) }
+        }
+        #[inline(always)]
+        unsafe fn load_f32(s: &[f32]) -> Self {
+            let s = &s[..8];
+            // SAFETY: `s` holds 8 f32; unaligned load; AVX is part of the caller's contract.
+            unsafe { _mm256_loadu_ps(s.as_ptr()) }
         }
         #[inline(always)]
         unsafe fn store(self, out: &mut [f32]) {
@@ -222,6 +269,17 @@ mod x86 {
             unsafe { Y2(self.0.add(o.0), self.1.add(o.1)) }
         }
         #[inline(always)]
+        unsafe fn mul(self, o: Self) -> Self {
+            // SAFETY: as above.
+            unsafe { Y2(self.0.mul(o.0), self.1.mul(o.1)) }
+        }
+        #[inline(always)]
+        unsafe fn load_f32(s: &[f32]) -> Self {
+            let s = &s[..16];
+            // SAFETY: as above; each half holds 8 f32.
+            unsafe { Y2(__m256::load_f32(&s[..8]), __m256::load_f32(&s[8..])) }
+        }
+        #[inline(always)]
         unsafe fn store(self, out: &mut [f32]) {
             let (lo, hi) = out[..16].split_at_mut(8);
             // SAFETY: as above; each half holds 8 f32.
@@ -256,6 +314,38 @@ mod x86 {
             unsafe {
                 let h = _mm_loadl_epi64(self.0.as_ptr() as *const __m128i);
                 _mm_castsi128_ps(_mm_slli_epi32::<16>(_mm_cvtepu16_epi32(h)))
+            }
+        }
+    }
+
+    impl Centroid<__m128> for I8s<4> {
+        #[inline(always)]
+        unsafe fn load(&self) -> __m128 {
+            // SAFETY: `self` is 4 bytes, exactly what `_mm_cvtsi32_si128` takes; SSE4.1 is implied by AVX2.
+            unsafe {
+                _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(i32::from_ne_bytes(self.0.map(|b| b as u8)))))
+            }
+        }
+    }
+
+    impl Centroid<__m256> for I8s<8> {
+        #[inline(always)]
+        unsafe fn load(&self) -> __m256 {
+            // SAFETY: `self` is 8 bytes, exactly what `_mm_loadl_epi64` reads; AVX2 is part of the contract.
+            unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(self.0.as_ptr() as *const __m128i))) }
+        }
+    }
+
+    impl Centroid<Y2> for I8s<16> {
+        #[inline(always)]
+        unsafe fn load(&self) -> Y2 {
+            // SAFETY: `self` is 16 bytes; unaligned load; AVX2 is part of the contract.
+            unsafe {
+                let b = _mm_loadu_si128(self.0.as_ptr() as *const __m128i);
+                Y2(
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)),
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(b, b))),
+                )
             }
         }
     }

@@ -21,7 +21,7 @@ mod lanes;
 use crate::dense::{gemm_f32_kn, WeightView};
 use crate::simd;
 use kernel::{dispatch, DequantJob, GemvJob};
-use lanes::{Bf16s, F16s};
+use lanes::{Bf16s, F16s, I8s};
 use rayon::prelude::*;
 use vptq_format::vptq::{read_index, VqLayout};
 
@@ -41,13 +41,19 @@ const PREFILL_BAND_ROWS: usize = 512;
 /// Precision of the prepared codebooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BookPrecision {
-    /// f32 when the padded codebooks fit [`AUTO_F32_MAX_BYTES`], else as stored.
+    /// Int8 when that is lossless (the codebook is on its [`int8_grid_step`] grid), else f32 when the padded
+    /// codebooks fit [`AUTO_F32_MAX_BYTES`], else as stored.
     #[default]
     Auto,
     /// Always widened to f32.
     F32,
     /// As stored (f16/bf16 stay half; f32 stays f32, as do mixed main/residual precisions).
     Stored,
+    /// Main codebook in int8 with one f32 scale per group and lane, residual kept in f32 divided by the same
+    /// scales: a quarter of the f32 bytes, so a k = 4096 codebook stays in L1. Lossless for codebooks on the
+    /// [`int8_grid_step`] grid (what [`BookPrecision::Auto`] then picks); others are rounded with the scale
+    /// max |c| / 127, each entry moving by at most half a step.
+    Int8,
 }
 
 /// Instruction sets the kernels may use (for tests and benchmarks; the default picks the best available).
@@ -62,11 +68,14 @@ pub enum Isa {
     Portable,
 }
 
-/// Codebooks of one lane width, main and residual in the same precision.
+/// Codebooks of one lane width, main and residual in the same precision (int8 main: f32 residual).
 #[derive(Debug, Clone)]
 pub(crate) struct BooksW<const W: usize> {
     main: BookW<W>,
     res: Option<BookW<W>>,
+    /// `[G·W]` per-group, per-lane scales of an int8 main codebook (the residual is stored divided by them);
+    /// empty otherwise.
+    lane_scale: Vec<f32>,
 }
 
 /// One codebook (all groups, `[G·k]` entries), each entry padded with zeros to W elements.
@@ -75,6 +84,7 @@ pub(crate) enum BookW<const W: usize> {
     F32(Vec<[f32; W]>),
     F16(Vec<F16s<W>>),
     Bf16(Vec<Bf16s<W>>),
+    I8(Vec<I8s<W>>),
 }
 
 impl<const W: usize> BookW<W> {
@@ -83,6 +93,7 @@ impl<const W: usize> BookW<W> {
             BookW::F32(b) => b.len() * W * 4,
             BookW::F16(b) => b.len() * W * 2,
             BookW::Bf16(b) => b.len() * W * 2,
+            BookW::I8(b) => b.len() * W,
         }
     }
 
@@ -98,14 +109,98 @@ impl<const W: usize> BookW<W> {
             (true, WeightView::Bf16(s)) => {
                 BookW::Bf16(pad(&mut s.iter().map(|h| h.to_bits())).into_iter().map(Bf16s).collect())
             }
-            _ => {
-                let mut wide = vec![0f32; src.len()]; // [entries · v]
-                src.to_f32_range(0, &mut wide);
-                BookW::F32(
-                    wide.chunks_exact(v).map(|e| std::array::from_fn(|l| e.get(l).copied().unwrap_or(0.0))).collect(),
-                )
-            }
+            _ => BookW::F32(
+                widen(src).chunks_exact(v).map(|e| std::array::from_fn(|l| e.get(l).copied().unwrap_or(0.0))).collect(),
+            ),
         }
+    }
+}
+
+/// The codebook `[entries·v]` widened to f32.
+fn widen(src: WeightView<'_>) -> Vec<f32> {
+    let mut wide = vec![0f32; src.len()];
+    src.to_f32_range(0, &mut wide);
+    wide
+}
+
+impl<const W: usize> BooksW<W> {
+    fn build(view: &VqView<'_>, v: usize, half: bool) -> Self {
+        BooksW {
+            main: BookW::build(view.centroids, v, half),
+            res: view.res_centroids.map(|r| BookW::build(r, v, half)),
+            lane_scale: Vec::new(),
+        }
+    }
+
+    /// Int8 main codebook (see [`BookPrecision::Int8`]) for `g` groups of `k` main / `kr` residual entries, or
+    /// `None` when `lossless_only` and the codebook is not on its [`int8_grid_step`] grid.
+    fn build_i8(view: &VqView<'_>, v: usize, (g, k, kr): (usize, usize, usize), lossless_only: bool) -> Option<Self> {
+        let main = widen(view.centroids); // [G·k·v]
+        let max_abs = |c: usize, l: usize| (0..k).map(|e| main[(c * k + e) * v + l].abs()).fold(0f32, f32::max);
+        let grid: Vec<f32> =
+            (0..g * W).map(|i| if i % W < v { int8_grid_step(max_abs(i / W, i % W)) } else { 1.0 }).collect();
+        let on_grid = main.chunks_exact(v).enumerate().all(|(e, entry)| {
+            entry.iter().zip(&grid[(e / k) * W..]).all(|(&c, &s)| {
+                let q = c / s;
+                q == q.round() && q.abs() <= 127.0
+            })
+        });
+        if lossless_only && !on_grid {
+            return None;
+        }
+        // Off the grid: the finest scale that still holds the largest entry (no longer a power of two).
+        let lane_scale = if on_grid {
+            grid
+        } else {
+            (0..g * W)
+                .map(|i| if i % W < v { (max_abs(i / W, i % W) / 127.0).max(f32::MIN_POSITIVE) } else { 1.0 })
+                .collect()
+        };
+        let q = main
+            .chunks_exact(v)
+            .enumerate()
+            .map(|(e, entry)| {
+                let s = &lane_scale[(e / k) * W..];
+                I8s(std::array::from_fn(
+                    |l| if l < v { (entry[l] / s[l]).round().clamp(-127.0, 127.0) as i8 } else { 0 },
+                ))
+            })
+            .collect();
+        let res = view.res_centroids.map(|r| {
+            let r = widen(r); // [G·kr·v]
+            BookW::F32(
+                r.chunks_exact(v)
+                    .enumerate()
+                    .map(|(e, entry)| {
+                        let s = &lane_scale[(e / kr) * W..];
+                        std::array::from_fn(|l| if l < v { entry[l] / s[l] } else { 0.0 })
+                    })
+                    .collect(),
+            )
+        });
+        Some(BooksW { main: BookW::I8(q), res, lane_scale })
+    }
+}
+
+/// The int8 grid step of a codebook lane whose largest |entry| is `max_abs`: the smallest power of two with
+/// `max_abs ≤ 127 · step` (1 for an all-zero lane). A codebook whose every entry is an integer multiple of its
+/// lane's step is held in int8 without loss: scaling by a power of two is exact in f32, so int8 products scaled
+/// afterwards, and residuals divided and multiplied back, round exactly as the f32 codebook would. The quantizer
+/// snaps its codebooks to this grid so that models it writes get the int8 kernels by default.
+pub fn int8_grid_step(max_abs: f32) -> f32 {
+    if max_abs > 0.0 && max_abs.is_finite() {
+        let e = (max_abs / 127.0).log2().ceil() as i32;
+        let step = 2f32.powi(e);
+        // log2 rounding: make sure the step is the smallest power of two that holds max_abs.
+        if max_abs <= 127.0 * step * 0.5 {
+            step * 0.5
+        } else if max_abs > 127.0 * step {
+            step * 2.0
+        } else {
+            step
+        }
+    } else {
+        1.0
     }
 }
 
@@ -209,19 +304,23 @@ impl PreparedVq {
         let half = same_half
             && match precision {
                 BookPrecision::Auto => f32_bytes > AUTO_F32_MAX_BYTES,
-                BookPrecision::F32 => false,
+                BookPrecision::F32 | BookPrecision::Int8 => false,
                 BookPrecision::Stored => true,
             };
-        fn books<const W: usize>(view: &VqView<'_>, v: usize, half: bool) -> BooksW<W> {
-            BooksW {
-                main: BookW::build(view.centroids, v, half),
-                res: view.res_centroids.map(|r| BookW::build(r, v, half)),
-            }
+        fn books<const W: usize>(view: &VqView<'_>, v: usize, half: bool, precision: BookPrecision) -> BooksW<W> {
+            let l = view.layout;
+            let shape = (l.group_num, l.num_centroids, l.num_res_centroids);
+            let int8 = match precision {
+                BookPrecision::Auto => BooksW::build_i8(view, v, shape, true),
+                BookPrecision::Int8 => BooksW::build_i8(view, v, shape, false),
+                BookPrecision::F32 | BookPrecision::Stored => None,
+            };
+            int8.unwrap_or_else(|| BooksW::build(view, v, half))
         }
         let books = match w {
-            4 => Books::W4(books(view, v, half)),
-            8 => Books::W8(books(view, v, half)),
-            _ => Books::W16(books(view, v, half)),
+            4 => Books::W4(books(view, v, half, precision)),
+            8 => Books::W8(books(view, v, half, precision)),
+            _ => Books::W16(books(view, v, half, precision)),
         };
         let scale = view.weight_scale.map(|s| (0..l.in_features).map(|q| s[view.column(q)]).collect());
         let outliers = view.outlier_centroids.zip(view.outlier_indices).map(|(cb, oi)| {
@@ -284,6 +383,7 @@ impl PreparedVq {
                 BookW::F32(_) => "f32",
                 BookW::F16(_) => "f16",
                 BookW::Bf16(_) => "bf16",
+                BookW::I8(_) => "i8",
             };
             format!("w{W} {p}")
         }
