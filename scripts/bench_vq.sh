@@ -3,6 +3,8 @@
 # f16 and VPTQ-quantized folders, threads 1 and 2, all in one run (peak RSS as `bench` reads it, before its
 # bandwidth probe allocates). Usage:
 #   scripts/bench_vq.sh runs/quant/v6-k4096 runs/quant/v8-k65536 ...   (folders from scripts/quant_table.sh)
+# A folder may carry extra bench arguments after commas, e.g. runs/quant/v6-k4096,--codebooks,f32 or
+# runs/quant/v6-k4096,--embed-dtype,q8; its row is named after the folder and the arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "${VPTQ:-}" ] || { cargo build --release --bin vptq; VPTQ=./target/release/vptq; }
@@ -23,7 +25,9 @@ PY
 }
 row dense-f32 "$SMOL" --dtype f32
 row dense-f16 "$SMOL" --dtype f16
-for dir in "$@"; do
-  row "$(basename "$dir")" "$dir"
-  row "$(basename "$dir")+q8-embed" "$dir" --embed-dtype q8
+for spec in "$@"; do
+  IFS=, read -r -a parts <<< "$spec"
+  dir=${parts[0]}; extra=("${parts[@]:1}")
+  name=$(basename "$dir"); [ ${#extra[@]} -gt 0 ] && name="$name ${extra[*]}"
+  row "$name" "$dir" "${extra[@]}"
 done

@@ -123,11 +123,12 @@ impl Linear {
         }
     }
 
-    /// Storage kind for reports: "f32", "f16", "bf16", "q8", or a VPTQ description such as "vq v8 k65536+256".
+    /// Storage kind for reports: "f32", "f16", "bf16", "q8", or a VPTQ description with the codebooks' precision
+    /// in memory, such as "vq v8 k65536+256 i8-codebook".
     pub fn kind(&self) -> String {
         match self {
             Linear::Dense(d) => d.weight.kind().to_string(),
-            Linear::Vq(q) => q.layout().describe(),
+            Linear::Vq(q) => format!("{} {}-codebook", q.layout().describe(), q.prepared.codebook_dtype()),
         }
     }
 

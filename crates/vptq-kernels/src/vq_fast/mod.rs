@@ -4,9 +4,11 @@
 //! Prepared form, built once per layer:
 //! - indices unpacked to `u16` (main) and `u8`/`u16` (residual), `[G, ni_pad, gs]`, `ni_pad` rounded up to a
 //!   whole block of [`BLOCK`] vectors so the kernel has no row tail;
-//! - codebooks padded to a SIMD stride W ∈ {4, 8, 16} (the next of those ≥ v) and kept in f32 when small (no
-//!   conversion in the inner loop), in their stored f16/bf16 when large (k = 65536: every decode step touches
-//!   nearly every entry, so bytes matter more than the widening);
+//! - codebooks padded to a SIMD stride W ∈ {4, 8, 16} (the next of those ≥ v): in int8 with a power-of-two
+//!   scale per group and lane when the stored codebook lies on that grid ([`int8_grid_step`]; exact, and a
+//!   k = 4096 codebook then fits in L1, which the gathers need more than anything), else in f32 when small (no
+//!   conversion in the inner loop), else in their stored f16/bf16 (k = 65536: every decode step touches nearly
+//!   every entry, so bytes matter more than the widening);
 //! - `perm` and the per-column scale folded into the input: `x'[q] = x[perm[q]] · scale[perm[q]]`; the
 //!   per-column offset becomes one `Σ_j x_j · offset_j` added to every output row.
 //!
@@ -376,22 +378,31 @@ impl PreparedVq {
             + self.outliers.as_ref().map_or(0, |o| o.book.len() * 4 + o.idx.len() * 2)
     }
 
-    /// Short description of the prepared storage, e.g. `w8 f16 idx u16+u8`.
-    pub fn describe(&self) -> String {
-        fn kind<const W: usize>(b: &BooksW<W>) -> String {
-            let p = match b.main {
+    /// Precision of the prepared main codebook: `f32`, `f16`, `bf16` or `i8`.
+    pub fn codebook_dtype(&self) -> &'static str {
+        fn of<const W: usize>(b: &BooksW<W>) -> &'static str {
+            match b.main {
                 BookW::F32(_) => "f32",
                 BookW::F16(_) => "f16",
                 BookW::Bf16(_) => "bf16",
                 BookW::I8(_) => "i8",
-            };
-            format!("w{W} {p}")
+            }
         }
-        let books = match &self.books {
-            Books::W4(b) => kind(b),
-            Books::W8(b) => kind(b),
-            Books::W16(b) => kind(b),
+        match &self.books {
+            Books::W4(b) => of(b),
+            Books::W8(b) => of(b),
+            Books::W16(b) => of(b),
+        }
+    }
+
+    /// Short description of the prepared storage, e.g. `w8 f16 idx u16+u8`.
+    pub fn describe(&self) -> String {
+        let w = match &self.books {
+            Books::W4(_) => 4,
+            Books::W8(_) => 8,
+            Books::W16(_) => 16,
         };
+        let books = format!("w{w} {}", self.codebook_dtype());
         let res = match self.ridx {
             ResIdx::None => "",
             ResIdx::U8(_) => "+u8",
@@ -429,13 +440,14 @@ impl PreparedVq {
         idx.iter().zip(&xp[..os]).map(|(&c, &x)| o.book[c as usize * o.v0 + row % o.v0] * x).sum()
     }
 
-    /// Vectors per parallel task (a multiple of [`BLOCK`]): up to `target_rows` output rows, at least
-    /// `per_thread` tasks per thread to balance.
+    /// Vectors per parallel task (a multiple of [`BLOCK`]): tasks of up to `target_rows` output rows, at least
+    /// `per_thread` per thread, and a whole multiple of the thread count so that no thread is left with a
+    /// single extra band (three 512-row prefill bands of a 1536-row layer on two threads ran at 2/3 speed).
     fn task_vectors(&self, target_rows: usize, per_thread: usize) -> usize {
         let threads = rayon::current_num_threads().max(1);
-        let by_threads = self.ni_pad.div_ceil(per_thread * threads);
-        let by_rows = target_rows.div_ceil(self.layout.vector_len);
-        by_threads.min(by_rows).max(1).div_ceil(BLOCK) * BLOCK
+        let by_rows = self.ni_pad.div_ceil(target_rows.div_ceil(self.layout.vector_len).max(1));
+        let tasks = by_rows.max(per_thread * threads).div_ceil(threads) * threads;
+        self.ni_pad.div_ceil(tasks).div_ceil(BLOCK) * BLOCK
     }
 
     /// `y[n_tokens, M] = x[n_tokens, N] · Ŵᵀ` (no layer bias), on the caller's rayon pool.

@@ -602,6 +602,17 @@ pub fn weighted_kmeans(
     Ok(KMeansResult { centroids: codebook.centroids, assignments, objective_history: history, iterations })
 }
 
+/// A codebook from [`train_column_codebook_fit`] with the fit's weighted distortion and per-centroid mass.
+#[derive(Debug, Clone)]
+pub struct ColumnCodebook {
+    /// The codebook.
+    pub codebook: Codebook,
+    /// `D = Σ w·‖x − C[a]‖²` over every vector of the columns.
+    pub distortion: f64,
+    /// `[k]`: `Σ w` of the vectors assigned to each centroid.
+    pub mass: Vec<f64>,
+}
+
 /// Trains a codebook on the vectors (length `vector_len`, along the output dimension, zero-padded) of columns
 /// `cols` of `w [M, N]`, every vector weighted by its column's `column_weights [N]` (`H[j][j]`, spec §1.7).
 ///
@@ -616,6 +627,22 @@ pub fn train_column_codebook(
     column_weights: &[f32],
     cfg: &KMeansConfig,
 ) -> Result<Codebook> {
+    Ok(train_column_codebook_fit(w, m, n, cols, vector_len, column_weights, cfg)?.codebook)
+}
+
+/// [`train_column_codebook`], also returning the distortion and the mass of every centroid.
+///
+/// # Errors
+/// As [`train_column_codebook`].
+pub fn train_column_codebook_fit(
+    w: &[f32],
+    m: usize,
+    n: usize,
+    cols: std::ops::Range<usize>,
+    vector_len: usize,
+    column_weights: &[f32],
+    cfg: &KMeansConfig,
+) -> Result<ColumnCodebook> {
     check_vector_len(vector_len)?;
     check_len("weight [M, N]", w.len(), m * n)?;
     check_len("column_weights [N]", column_weights.len(), n)?;
@@ -624,7 +651,16 @@ pub fn train_column_codebook(
     let vectors = gather_column_vectors(w, m, n, cols.clone(), vector_len);
     let weights: Vec<f32> = cols.flat_map(|j| std::iter::repeat_n(column_weights[j], nv)).collect();
     let result = weighted_kmeans(&vectors, vector_len, Some(&weights), cfg)?;
-    Codebook::new(result.centroids, vector_len)
+    let v = vector_len;
+    let mut mass = vec![0f64; result.centroids.len() / v];
+    let mut distortion = 0f64;
+    for ((x, &wt), &a) in vectors.chunks_exact(v).zip(&weights).zip(&result.assignments) {
+        let c = &result.centroids[a as usize * v..][..v];
+        let d: f64 = x.iter().zip(c).map(|(&x, &c)| f64::from(x - c).powi(2)).sum();
+        distortion += f64::from(wt) * d;
+        mass[a as usize] += f64::from(wt);
+    }
+    Ok(ColumnCodebook { codebook: Codebook::new(result.centroids, v)?, distortion, mass })
 }
 
 /// `m ≤ n` distinct indices of `0..n`, uniformly (partial Fisher–Yates), in draw order.
@@ -1026,5 +1062,29 @@ mod tests {
             pairs / secs,
             rayon::current_num_threads()
         );
+    }
+
+    #[test]
+    fn column_fit_reports_its_distortion_and_masses() {
+        let (m, n, v) = (12, 40, 4);
+        let w = normal_f32(m * n, 5);
+        let cw: Vec<f32> = (0..n).map(|j| 0.5 + j as f32 / n as f32).collect();
+        let cfg = KMeansConfig { num_centroids: 16, max_iters: 8, ..KMeansConfig::default() };
+        let fit = train_column_codebook_fit(&w, m, n, 0..n, v, &cw, &cfg).unwrap();
+        let total: f64 = (0..n).map(|j| f64::from(cw[j]) * 3.0).sum();
+        assert!((fit.mass.iter().sum::<f64>() - total).abs() < 1e-6 * total);
+        assert_eq!(fit.mass.len(), 16);
+        // The distortion is that of nearest-centroid coding under the returned codebook.
+        let vecs = gather_column_vectors(&w, m, n, 0..n, v);
+        let c = fit.codebook.centroids();
+        let mut d = 0f64;
+        for (i, x) in vecs.chunks_exact(v).enumerate() {
+            let best = c
+                .chunks_exact(v)
+                .map(|e| x.iter().zip(e).map(|(&a, &b)| f64::from(a - b).powi(2)).sum::<f64>())
+                .fold(f64::INFINITY, f64::min);
+            d += f64::from(cw[i / 3]) * best;
+        }
+        assert!((fit.distortion - d).abs() <= 1e-6 * d.max(1e-12), "{} vs {d}", fit.distortion);
     }
 }

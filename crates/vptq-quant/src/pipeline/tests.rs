@@ -250,13 +250,17 @@ fn weights_from_few_vectors_quantize_losslessly() {
     let mut cfg = small_cfg("v4-k16");
     cfg.norm = crate::NormMode::None;
     cfg.kmeans_init = crate::algo::kmeans::KMeansInit::KMeansPlusPlus;
-    let method = Method::Vq(cfg);
-    let quantized = quantize_model(&model, &calib(), &options(&method, CalibMode::Reference), &mut |_| {}).unwrap();
-    assert!(
-        quantized.iter().all(|q| q.stats.proxy_err < 1e-10),
-        "{:?}",
-        quantized.iter().map(|q| (q.module.as_str(), q.stats.proxy_err)).collect::<Vec<_>>()
-    );
+    // The int8 grid must not snap a codebook whose fit is exact: rounding would be all of its error.
+    let mut quantized = Vec::new();
+    for int8_grid in [false, true] {
+        let method = Method::Vq(crate::VqConfig { int8_grid, ..cfg.clone() });
+        quantized = quantize_model(&model, &calib(), &options(&method, CalibMode::Reference), &mut |_| {}).unwrap();
+        assert!(
+            quantized.iter().all(|q| q.stats.proxy_err < 1e-10),
+            "int8_grid {int8_grid}: {:?}",
+            quantized.iter().map(|q| (q.module.as_str(), q.stats.proxy_err)).collect::<Vec<_>>()
+        );
+    }
     let out = tempfile::tempdir().unwrap();
     write_vptq_folder(&model, None, &quantized, serde_json::Value::Null, EmbedStorage::F16, out.path(), true).unwrap();
     let loaded = load_hf_weights(out.path(), &LoadOptions::default()).unwrap();
