@@ -61,8 +61,9 @@ pub struct VqConfig {
     /// Fit k-means on a uniform sample of at most this many vectors per codebook (`None`: all).
     pub kmeans_max_fit_vectors: Option<usize>,
     /// Snap each trained main codebook to its int8 grid (per lane, `vq_fast::int8_grid_step`) before the
-    /// error-feedback loop, so the loop compensates the rounding and the kernels can hold the codebook in int8
-    /// without loss (false, the default, is the reference's free f16 codebook).
+    /// error-feedback loop where that adds little distortion, so the loop compensates the rounding and the
+    /// kernels can hold the codebook in int8 without loss (false, the default, is the reference's free f16
+    /// codebook).
     pub int8_grid: bool,
     /// Seed of every random choice (codebook `c` of a layer uses `seed + c`).
     pub seed: u64,

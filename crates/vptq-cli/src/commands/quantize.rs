@@ -51,9 +51,9 @@ pub struct Args {
     /// and saves the scale/bias bits)
     #[arg(long, value_enum, default_value_t = NormArg::None)]
     norm: NormArg,
-    /// Codebook values: int8 (each main codebook snapped to a per-lane power-of-two int8 grid before the
-    /// error-feedback loop, which compensates it; the kernels then keep codebooks in int8 losslessly, measured
-    /// faster) or free (any f16 value, as the reference)
+    /// Codebook values: int8 (a main codebook is snapped to a per-lane power-of-two int8 grid before the
+    /// error-feedback loop, which compensates it, when that adds at most 4% to its k-means distortion; the
+    /// kernels then keep it in int8 losslessly, measured faster) or free (any f16 value, as the reference)
     #[arg(long, value_enum, default_value_t = GridArg::Int8)]
     codebook_grid: GridArg,
     /// Calibration text file (default: the first 90% of the Brown corpus from the asset cache)
