@@ -298,8 +298,9 @@ pub fn quantize_linear_prepared(
     let main_codebooks = (0..g_num)
         .map(|g| {
             let cols = split.columns(ColumnPart::Group(g));
-            let fit = train_column_codebook_fit(&wp, m, n, cols, cfg.vector_len, weights, &kcfg(cfg.num_centroids, 1 + g))
-                .map_err(|e| in_part(e, &format!("group {g} main codebook")))?;
+            let fit =
+                train_column_codebook_fit(&wp, m, n, cols, cfg.vector_len, weights, &kcfg(cfg.num_centroids, 1 + g))
+                    .map_err(|e| in_part(e, &format!("group {g} main codebook")))?;
             if cfg.int8_grid {
                 snap_if_free(fit)
             } else {
