@@ -35,6 +35,8 @@ ROWS=(
   "v4-k65536|--preset v4-k65536 --clamp-centroids --kmeans-iters 3"
   "v6-k4096-calib8x512|--preset v6-k4096 --calib-samples 8"
   "v6-k4096-calib128x512|--preset v6-k4096 --calib-samples 128"
+  "v6-k4096-int8store|--preset v6-k4096 --codebook-storage int8"
+  "v6-k4096-64-int8store|--preset v6-k4096-64 --codebook-storage int8"
 )
 
 ppl() { $VPTQ ppl -m "$1" --text "$2" --ctx 512 --max-windows "$3" --json -q | python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])'; }

@@ -353,6 +353,7 @@ fn impossible_quantization_settings_fail_clearly() {
     fails(&with(&["--preset", "gptq-w2-g128", "--vector-len", "4"]), "do not apply");
     fails(&with(&["--preset", "rtn-w3-g128", "--codebook-grid", "free"]), "do not apply");
     fails(&with(&["--codebook-grid", "int4"]), "invalid value");
+    fails(&with(&["--codebook-grid", "free", "--codebook-storage", "int8"]), "needs --codebook-grid int8");
     fails(&with(&["--preset", "gptq-w9-g128"]), "bits");
     fails(&with(&["--preset", "v4-k16", "--mode", "sideways"]), "sequential");
     fails(&with(&["--preset", "v4-k16", "--calib-samples", "0"]), "at least one window");

@@ -104,8 +104,8 @@ fn smollm2_reference_perplexities_gguf_and_converted() {
 }
 
 /// End to end on the real model, kept small for CI: quantize the first two blocks of SmolLM2 (v4-k256, 2 index
-/// bits, int8 embeddings), load the folder, check perplexity stays near the dense model's, that bench runs on
-/// it and that the codebooks load as int8. Measured: 4 windows of Pride and Prejudice, dense 20.8, these two blocks at ~2 bits 25.6.
+/// bits, int8 embeddings, int8-stored codebooks), load the folder, check perplexity stays near the dense
+/// model's, that bench runs on it and that the codebooks load as int8. Measured: 4 windows of Pride and Prejudice, dense 20.8, these two blocks at ~2 bits 25.6.
 #[test]
 fn smollm2_two_blocks_quantize_load_perplexity() {
     let (Some(gguf), Some(pp)) =
@@ -135,6 +135,8 @@ fn smollm2_two_blocks_quantize_load_perplexity() {
         "5",
         "--embed-dtype",
         "q8",
+        "--codebook-storage",
+        "int8",
         "--json",
     ]);
     let s: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
@@ -147,7 +149,8 @@ fn smollm2_two_blocks_quantize_load_perplexity() {
     let bench = vptq(&["bench", "--model", out.to_str().unwrap(), "--prompt-len", "16", "--gen-len", "4", "--json"]);
     let b: serde_json::Value = serde_json::from_str(bench.trim()).unwrap();
     assert!(b["decode_tok_s"].as_f64().unwrap() > 0.0, "{b}");
-    // The quantizer's default int8 grid lets the loader keep every codebook in int8 (losslessly).
+    // The quantizer's default int8 grid lets the loader keep every codebook in int8 (losslessly); with
+    // k = 256 every codebook has distortion to spare, so all are snapped and stored as int8.
     let kinds = &b["weight_bytes_breakdown"]["linear_kinds"];
     assert_eq!(kinds["vq v4 k256 i8-codebook"], 14, "{kinds}");
 }

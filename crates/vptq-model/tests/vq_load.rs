@@ -269,3 +269,37 @@ fn other_quant_method_is_refused() {
     let e = load_hf_weights(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
     assert_names(&e, &["config.json", "`awq` is not supported"]);
 }
+
+/// Replaces q_proj's f16 codebook with the int8 extension (`centroids.qweight` + `centroids.scales`, all steps
+/// `step`, values 0), with the qweight tensor's dtype `dtype` and `n_scales` steps.
+fn int8_books(ts: &mut Vec<OwnedTensor>, dtype: safetensors::Dtype, n_scales: usize, step: f32) {
+    let cb = tensor(ts, "centroids.weight").clone();
+    ts.retain(|t| t.name != cb.name);
+    let bytes = if dtype == safetensors::Dtype::I8 { 1 } else { 2 };
+    let n: usize = cb.shape.iter().product();
+    ts.push(OwnedTensor { name: format!("{Q}.centroids.qweight"), dtype, shape: cb.shape, data: vec![0; n * bytes] });
+    let steps = vptq_format::hf::HalfOrFloat::F32(vec![step; n_scales]);
+    ts.push(OwnedTensor::from_float(format!("{Q}.centroids.scales"), vec![1, n_scales], &steps));
+}
+
+#[test]
+fn int8_codebook_tensors_are_checked() {
+    use safetensors::Dtype;
+    let e = load_err(|ts| int8_books(ts, Dtype::F16, 8, 0.5), |_| {});
+    assert_names(&e, &["centroids.qweight", "F16"]);
+    let e = load_err(|ts| int8_books(ts, Dtype::I8, 7, 0.5), |_| {});
+    assert_names(&e, &["centroids.scales"]);
+    let e = load_err(|ts| int8_books(ts, Dtype::I8, 8, 0.0), |_| {});
+    assert_names(&e, &["model.safetensors", Q, "centroids.scales", "not finite and positive"]);
+    let e = load_err(
+        |ts| {
+            int8_books(ts, Dtype::I8, 8, 0.5);
+            ts.retain(|t| !t.name.ends_with("centroids.scales"));
+        },
+        |_| {},
+    );
+    assert_names(&e, &["centroids.scales", "not found"]);
+    // Neither form: the error names the HF tensor, as for any VPTQ folder.
+    let e = load_err(|ts| ts.retain(|t| !t.name.ends_with("centroids.weight")), |_| {});
+    assert_names(&e, &["centroids.weight", "not found"]);
+}

@@ -56,6 +56,11 @@ pub struct Args {
     /// kernels then keep it in int8 losslessly, measured faster) or free (any f16 value, as the reference)
     #[arg(long, value_enum, default_value_t = GridArg::Int8)]
     codebook_grid: GridArg,
+    /// How snapped main codebooks are stored: f16 (the HF VPTQ layout every VPTQ loader reads) or int8 (8 bits
+    /// per value plus a step per lane: half the codebook bytes, same values; `centroids.weight` is replaced by
+    /// `centroids.qweight` + `centroids.scales`, which other loaders reject as a missing tensor)
+    #[arg(long, value_enum, default_value_t = StorageArg::F16)]
+    codebook_storage: StorageArg,
     /// Calibration text file (default: the first 90% of the Brown corpus from the asset cache)
     #[arg(long)]
     calib: Option<PathBuf>,
@@ -108,6 +113,15 @@ enum GridArg {
     Free,
 }
 
+/// `--codebook-storage` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum StorageArg {
+    /// IEEE half, as the HF VPTQ layout
+    F16,
+    /// int8 with a power-of-two step per lane (codebooks on the int8 grid only)
+    Int8,
+}
+
 /// `--norm` values.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum NormArg {
@@ -131,7 +145,8 @@ impl Args {
                     || self.outlier_percent.is_some()
                     || self.clamp_centroids
                     || self.reference_hessian
-                    || self.codebook_grid != GridArg::Int8;
+                    || self.codebook_grid != GridArg::Int8
+                    || self.codebook_storage != StorageArg::F16;
                 anyhow::ensure!(!vq_flags, "VPTQ options (--vector-len, --centroids, ...) do not apply to {}", s);
                 return Ok(Method::Scalar(s));
             }
@@ -161,6 +176,10 @@ impl Args {
             NormArg::MeanStd => NormMode::MeanStd,
         };
         cfg.int8_grid = self.codebook_grid == GridArg::Int8;
+        anyhow::ensure!(
+            cfg.int8_grid || self.codebook_storage == StorageArg::F16,
+            "--codebook-storage int8 stores codebooks on the int8 grid: it needs --codebook-grid int8"
+        );
         cfg.seed = self.seed;
         cfg.validate()?;
         Ok(Method::Vq(cfg))
@@ -206,7 +225,7 @@ fn fingerprint(model_path: &Path, method: &Method, args: &Args, windows: &[Vec<u
         Method::Scalar(c) => format!("{c:?}"),
     };
     format!(
-        "v1|{}|{method}|{}|{:?}|{:?}|calib {calib:016x} {}x{}|dtype {:?}|clamp {}",
+        "v1|{}|{method}|{}|{:?}|{:?}|calib {calib:016x} {}x{}|dtype {:?}|clamp {}|codebooks {:?}",
         stamps.join(","),
         args.mode,
         args.include,
@@ -214,7 +233,8 @@ fn fingerprint(model_path: &Path, method: &Method, args: &Args, windows: &[Vec<u
         windows.len(),
         args.calib_len,
         args.model.dtype,
-        args.clamp_centroids
+        args.clamp_centroids,
+        args.codebook_storage
     )
 }
 
@@ -273,6 +293,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         exclude: &args.exclude,
         checkpoint: Some(&checkpoint),
         clamp_centroids: args.clamp_centroids,
+        int8_codebooks: args.codebook_storage == StorageArg::Int8,
     };
     let results = quantize_model(&loaded.model, &windows, &opts, &mut |e| match e {
         Event::Block { block, blocks } => {
@@ -328,6 +349,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         "calibration": {"text": calib_name, "samples": windows.len(), "len": args.calib_len, "seed": args.seed},
         "include": args.include, "exclude": args.exclude, "embed_dtype": loaded.model.embed.weight.kind(), "resumed_layers": resumed,
         "quantize_secs": quant_secs, "threads": rayon::current_num_threads(),
+        "codebook_grid": format!("{:?}", args.codebook_grid).to_lowercase(),
+        "codebook_storage": format!("{:?}", args.codebook_storage).to_lowercase(),
     });
     let sp = crate::progress::spinner(ctx.quiet, format!("writing {}", args.out.display()));
     // `--embed-dtype q8` converted the embeddings at load (so calibration saw them): store them so.

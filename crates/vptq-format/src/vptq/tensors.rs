@@ -6,6 +6,7 @@
 //! of bounds: with k and kr powers of two, a b-bit index is always < k once the codebook holds k vectors.
 //! Depends on the safetensors store of this crate only.
 
+use super::int8_codebook;
 use super::layout::VqLayout;
 use crate::error::{FormatError, Result};
 use crate::hf::{HalfOrFloat, TensorRef, TensorStore};
@@ -160,6 +161,25 @@ impl<'a> Reader<'a> {
         t.to_half_or_float()
     }
 
+    /// The main codebook from its int8 form (`qweight` `[G, k·v]` I8 and `scales` `[G, v]`, finite and > 0).
+    fn int8_codebook(&self, qweight_name: &str) -> Result<HalfOrFloat> {
+        let l = self.layout;
+        let (g, v) = (l.group_num, l.vector_len);
+        let t = self.store.require(qweight_name)?;
+        let want = [g, l.num_centroids * v];
+        if t.shape != want {
+            return Err(self.err(&t, format!("shape {:?}, expected [G, k·v] = {want:?}", t.shape)));
+        }
+        let q = t.to_i8()?;
+        let scales_name = self.name(int8_codebook::SCALES_SUFFIX);
+        let steps = self.store.read_f32(&scales_name, &[g, v])?;
+        if let Some(bad) = steps.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            let t = self.store.require(&scales_name)?;
+            return Err(self.err(&t, format!("step {bad} is not finite and positive")));
+        }
+        Ok(HalfOrFloat::F32(int8_codebook::from_int8(&q, &steps, g, v)))
+    }
+
     /// The packed main/residual indices `[G, num_indices, P]` as u32 words.
     fn indices(&self, name: &str) -> Result<Vec<u32>> {
         let l = self.layout;
@@ -255,7 +275,12 @@ pub fn read_vq_tensors(store: &TensorStore, prefix: &str, layout: &VqLayout) -> 
     let l = layout;
     let (g, n, m) = (l.group_num, l.in_features, l.out_features);
     let centroids_name = r.name("centroids.weight");
-    let centroids = r.codebook(&centroids_name, g, l.num_centroids, l.vector_len, "main")?;
+    let qweight_name = r.name(int8_codebook::QWEIGHT_SUFFIX);
+    let centroids = if !store.contains(&centroids_name) && store.contains(&qweight_name) {
+        r.int8_codebook(&qweight_name)?
+    } else {
+        r.codebook(&centroids_name, g, l.num_centroids, l.vector_len, "main")?
+    };
     let res_name = r.name("res_centroids.weight");
     let res_centroids = if l.has_residual() {
         Some(r.codebook(&res_name, g, l.num_res_centroids, l.vector_len, "residual")?)

@@ -7,6 +7,7 @@
 //! callers wrap them with the layer.
 
 use super::bits::pack_indices;
+use super::int8_codebook;
 use super::layout::VqLayout;
 use super::tensors::VqTensors;
 use crate::hf::{HalfOrFloat, OwnedTensor};
@@ -184,6 +185,28 @@ pub fn layer_config_json(l: &VqLayout) -> serde_json::Value {
         "is_indice_packed": true,
         "bias": l.bias,
     })
+}
+
+/// [`vq_owned_tensors`] with the main codebook stored as int8 and per-lane steps
+/// ([`super::int8_codebook`]) when it lies on its grid; otherwise exactly [`vq_owned_tensors`].
+pub fn vq_owned_tensors_int8(prefix: &str, t: &VqTensors) -> Vec<OwnedTensor> {
+    let mut out = vq_owned_tensors(prefix, t);
+    let l = &t.layout;
+    if let Some((q, steps)) = int8_codebook::to_int8(&t.centroids, l.group_num, l.vector_len) {
+        let cb = format!("{prefix}.centroids.weight");
+        out.retain(|x| x.name != cb);
+        out.push(OwnedTensor::from_i8(
+            format!("{prefix}.{}", int8_codebook::QWEIGHT_SUFFIX),
+            vec![l.group_num, l.num_centroids * l.vector_len],
+            &q,
+        ));
+        out.push(OwnedTensor::from_float(
+            format!("{prefix}.{}", int8_codebook::SCALES_SUFFIX),
+            vec![l.group_num, l.vector_len],
+            &HalfOrFloat::F32(steps),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

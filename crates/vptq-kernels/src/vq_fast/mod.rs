@@ -25,6 +25,9 @@ use crate::simd;
 use kernel::{dispatch, DequantJob, GemvJob};
 use lanes::{Bf16s, F16s, I8s};
 use rayon::prelude::*;
+/// The grid on which a codebook is held in int8 losslessly (defined with the format's int8 codebook storage):
+/// the quantizer snaps codebooks to it so that models it writes get the int8 kernels by default.
+pub use vptq_format::vptq::int8_grid_step;
 use vptq_format::vptq::{read_index, VqLayout};
 
 use crate::vq::VqView;
@@ -181,28 +184,6 @@ impl<const W: usize> BooksW<W> {
             )
         });
         Some(BooksW { main: BookW::I8(q), res, lane_scale })
-    }
-}
-
-/// The int8 grid step of a codebook lane whose largest |entry| is `max_abs`: the smallest power of two with
-/// `max_abs ≤ 127 · step` (1 for an all-zero lane). A codebook whose every entry is an integer multiple of its
-/// lane's step is held in int8 without loss: scaling by a power of two is exact in f32, so int8 products scaled
-/// afterwards, and residuals divided and multiplied back, round exactly as the f32 codebook would. The quantizer
-/// snaps its codebooks to this grid so that models it writes get the int8 kernels by default.
-pub fn int8_grid_step(max_abs: f32) -> f32 {
-    if max_abs > 0.0 && max_abs.is_finite() {
-        let e = (max_abs / 127.0).log2().ceil() as i32;
-        let step = 2f32.powi(e);
-        // log2 rounding: make sure the step is the smallest power of two that holds max_abs.
-        if max_abs <= 127.0 * step * 0.5 {
-            step * 0.5
-        } else if max_abs > 127.0 * step {
-            step * 2.0
-        } else {
-            step
-        }
-    } else {
-        1.0
     }
 }
 

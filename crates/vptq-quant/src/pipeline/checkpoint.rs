@@ -82,7 +82,7 @@ impl Checkpoint {
         let mut record = serde_json::json!({
             "module": r.module, "out_features": r.out_features, "in_features": r.in_features,
             "proxy_err": s.proxy_err, "secs": s.secs, "kmeans_secs": s.kmeans_secs, "loop_secs": s.loop_secs,
-            "storage_bits": s.storage_bits,
+            "storage_bits": s.storage_bits, "int8_codebooks": r.int8_codebooks,
         });
         match &r.weights {
             LayerWeights::Vq(t) => {
@@ -134,7 +134,8 @@ impl Checkpoint {
             }
             other => return Err(ckpt_err(&record_path, format!("unknown layer kind {other:?}"))),
         };
-        Ok(Some(LayerResult { module: module.to_string(), out_features, in_features, weights, stats }))
+        let int8_codebooks = rec["int8_codebooks"].as_bool().unwrap_or(false);
+        Ok(Some(LayerResult { module: module.to_string(), out_features, in_features, weights, stats, int8_codebooks }))
     }
 
     /// Number of finished layers saved.

@@ -16,7 +16,6 @@ use crate::algo::hessian::HessianAccumulator;
 use crate::layer::{quantize_linear_prepared, PreparedHessian};
 use crate::scalar_layer::{quantize_linear_scalar, ScalarConfig};
 use std::time::Instant;
-use vptq_format::vptq::vq_owned_tensors;
 use vptq_format::FormatError;
 use vptq_kernels::DenseWeight;
 use vptq_model::{Block, DenseLinear, LayerCache, Linear, Llama};
@@ -66,6 +65,8 @@ pub struct QuantizeOptions<'a> {
     /// Shrink codebooks larger than the vectors of a layer ([`crate::VqConfig::clamped_to_shape`]) instead of
     /// failing.
     pub clamp_centroids: bool,
+    /// Store main codebooks that lie on their int8 grid as int8 ([`LayerResult::int8_codebooks`]).
+    pub int8_codebooks: bool,
 }
 
 /// Progress of [`quantize_model`].
@@ -240,6 +241,7 @@ pub fn quantize_model(
                             cfg
                         };
                         quantize_vq(model, short, lin, &module, ph, cfg, started)?
+                            .with_int8_codebooks(opts.int8_codebooks)
                     }
                     Method::Scalar(cfg) => quantize_scalar(model, short, lin, &module, ph, cfg, started)?,
                 };
@@ -307,21 +309,23 @@ fn quantize_vq(
     drop(w);
     let data = vq_layer_data(module, &q, hf_bias(model, short, lin))?;
     let t = data.to_vq_tensors().map_err(|e| FormatError::vptq("<quantizer>", module, e))?;
-    let storage_bits = weight_bits(module, &vq_owned_tensors(module, &t));
     let stats = LayerStats {
         proxy_err: q.report.proxy_err,
         secs: started.elapsed().as_secs_f64(),
         kmeans_secs: q.report.kmeans_secs,
         loop_secs: q.report.loop_secs,
-        storage_bits,
+        storage_bits: 0,
     };
-    Ok(LayerResult {
+    let mut r = LayerResult {
         module: module.to_string(),
         out_features: lin.out_features(),
         in_features: lin.in_features(),
         weights: LayerWeights::Vq(Box::new(t)),
         stats,
-    })
+        int8_codebooks: false,
+    };
+    r.stats.storage_bits = weight_bits(module, &r.tensors(None));
+    Ok(r)
 }
 
 fn quantize_scalar(
@@ -350,5 +354,6 @@ fn quantize_scalar(
         in_features: lin.in_features(),
         weights: LayerWeights::Dense(weight),
         stats,
+        int8_codebooks: false,
     })
 }

@@ -4,7 +4,7 @@
 use crate::config::VqConfig;
 use crate::scalar_layer::ScalarConfig;
 use vptq_format::hf::{HalfOrFloat, OwnedTensor};
-use vptq_format::vptq::{layer_config_json, vq_owned_tensors, VqTensors};
+use vptq_format::vptq::{layer_config_json, vq_owned_tensors, vq_owned_tensors_int8, VqTensors};
 use vptq_kernels::vq::{dequantize_ref, VqView};
 
 /// How every selected linear is quantized.
@@ -75,12 +75,24 @@ pub struct LayerResult {
     pub weights: LayerWeights,
     /// Report numbers.
     pub stats: LayerStats,
+    /// Store a VPTQ main codebook that lies on its int8 grid as int8 (`vptq::int8_codebook`) instead of f16.
+    pub int8_codebooks: bool,
 }
 
 impl LayerResult {
     /// Honest bits per weight: everything stored for the weight divided by `M·N`.
     pub fn bits_per_weight(&self) -> f64 {
         self.stats.storage_bits as f64 / (self.out_features * self.in_features) as f64
+    }
+
+    /// This result with its main codebooks stored as int8 where they lie on their grid (`on`), its storage bits
+    /// counted anew.
+    pub fn with_int8_codebooks(mut self, on: bool) -> Self {
+        if on && matches!(self.weights, LayerWeights::Vq(_)) {
+            self.int8_codebooks = true;
+            self.stats.storage_bits = weight_bits(&self.module, &self.tensors(None));
+        }
+        self
     }
 
     /// The weight `Ŵ [M, N]` the stored tensors stand for (HF row order).
@@ -95,6 +107,7 @@ impl LayerResult {
     /// tensors carry their own).
     pub fn tensors(&self, bias: Option<&[f32]>) -> Vec<OwnedTensor> {
         match &self.weights {
+            LayerWeights::Vq(t) if self.int8_codebooks => vq_owned_tensors_int8(&self.module, t),
             LayerWeights::Vq(t) => vq_owned_tensors(&self.module, t),
             LayerWeights::Dense(w) => {
                 let f16 = |v: &[f32]| HalfOrFloat::F16(v.iter().map(|&x| half::f16::from_f32(x)).collect());

@@ -79,7 +79,15 @@ fn calib() -> Vec<Vec<u32>> {
 }
 
 fn options(method: &Method, mode: CalibMode) -> QuantizeOptions<'_> {
-    QuantizeOptions { method, mode, include: &[], exclude: &[], checkpoint: None, clamp_centroids: false }
+    QuantizeOptions {
+        method,
+        mode,
+        include: &[],
+        exclude: &[],
+        checkpoint: None,
+        clamp_centroids: false,
+        int8_codebooks: false,
+    }
 }
 
 fn logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
@@ -481,6 +489,50 @@ fn int8_embeddings_are_written_recorded_and_loaded() {
     let (la, lb) = (logits(&a, tokens), logits(&b, tokens));
     let scale = la.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert!(max_abs_diff(&la, &lb) < 0.05 * scale, "int8 head: {}", max_abs_diff(&la, &lb));
+}
+
+#[test]
+fn int8_codebook_storage_halves_codebook_bytes_and_loads_bit_identically() {
+    let src = tempfile::tempdir().unwrap();
+    let model = random_model(src.path());
+    let method = Method::Vq(VqConfig { int8_grid: true, ..small_cfg("v4-k64-16") });
+    let include = vec!["layers.1.".to_string()];
+    let base = QuantizeOptions { include: &include, ..options(&method, CalibMode::Reference) };
+    let f16s = quantize_model(&model, &calib(), &base, &mut |_| {}).unwrap();
+    let int8s =
+        quantize_model(&model, &calib(), &QuantizeOptions { int8_codebooks: true, ..base }, &mut |_| {}).unwrap();
+    let mut snapped = 0;
+    for (a, b) in f16s.iter().zip(&int8s) {
+        let LayerWeights::Vq(t) = &a.weights else { panic!("vq expected") };
+        let (k, v) = (t.layout.num_centroids, t.layout.vector_len);
+        let names: Vec<String> = b.tensors(None).into_iter().map(|t| t.name).collect();
+        if names.iter().any(|n| n.ends_with("centroids.qweight")) {
+            // f16 → int8 values plus one f32 step per lane; nothing else changes.
+            snapped += 1;
+            assert_eq!(a.stats.storage_bits - b.stats.storage_bits, (k * v * 8 - v * 32) as u64, "{}", a.module);
+            assert!(!names.iter().any(|n| n.ends_with(".centroids.weight")));
+        } else {
+            assert_eq!(a.stats.storage_bits, b.stats.storage_bits, "{}: unsnapped layers keep f16", a.module);
+        }
+    }
+    assert!(snapped > 0, "the random model's codebooks have distortion to spare");
+    let (f16_dir, int8_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, results) in [(&f16_dir, &f16s), (&int8_dir, &int8s)] {
+        write_vptq_folder(&model, None, results, serde_json::Value::Null, EmbedStorage::F16, dir.path(), true).unwrap();
+    }
+    let a = load_hf_weights(f16_dir.path(), &LoadOptions::default()).unwrap();
+    let b = load_hf_weights(int8_dir.path(), &LoadOptions::default()).unwrap();
+    let tokens = &calib()[2];
+    let (la, lb) = (logits(&a, tokens), logits(&b, tokens));
+    assert!(la.iter().zip(&lb).all(|(x, y)| x.to_bits() == y.to_bits()), "same values, same kernels");
+    // A checkpointed int8 layer reads back as it was written.
+    let ckpt_dir = tempfile::tempdir().unwrap();
+    let ckpt = Checkpoint::open(&ckpt_dir.path().join("ckpt"), "t", false).unwrap();
+    let r = &int8s[0];
+    ckpt.save(r, None).unwrap();
+    let back = ckpt.load(&r.module, r.out_features, r.in_features).unwrap().unwrap();
+    assert!(back.int8_codebooks && back.stats.storage_bits == r.stats.storage_bits);
+    assert_eq!(back.dequantized(), r.dequantized());
 }
 
 #[test]
