@@ -7,10 +7,11 @@
 use half::{bf16, f16};
 use proptest::prelude::*;
 use vptq_format::hf::HalfOrFloat;
+use vptq_format::vptq::int8_codebook::grid_steps;
 use vptq_format::vptq::{pack_indices, VqLayout, VqTensors};
 use vptq_kernels::reference::matmul_ref;
 use vptq_kernels::vq::{dequantize_ref, gemv_vq_ref, VqView};
-use vptq_kernels::vq_fast::{int8_grid_step, BookPrecision, Isa, PreparedVq};
+use vptq_kernels::vq_fast::{BookPrecision, Isa, PreparedVq};
 
 struct Rng(u64);
 
@@ -262,13 +263,10 @@ fn snap_to_grid(t: &mut VqTensors) {
         HalfOrFloat::F16(c) => c.iter().map(|x| x.to_f32()).collect(),
         HalfOrFloat::Bf16(c) => c.iter().map(|x| x.to_f32()).collect(),
     };
-    for g in 0..l.group_num {
-        let book = &mut c[g * k * v..(g + 1) * k * v];
-        for lane in 0..v {
-            let max = book.iter().skip(lane).step_by(v).fold(0f32, |m, x| m.max(x.abs()));
-            let s = int8_grid_step(max);
-            book.iter_mut().skip(lane).step_by(v).for_each(|x| *x = (*x / s).round() * s);
-        }
+    let steps = grid_steps(&c, l.group_num, v); // [G, v]
+    for (i, x) in c.iter_mut().enumerate() {
+        let s = steps[(i / (k * v)) * v + i % v];
+        *x = (*x / s).round() * s;
     }
     // On the grid, f16 holds every entry exactly.
     t.centroids = HalfOrFloat::F16(c.iter().map(|&x| f16::from_f32(x)).collect());

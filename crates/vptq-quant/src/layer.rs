@@ -6,14 +6,14 @@
 use std::time::Instant;
 
 use crate::algo::hessian::{act_order_perm, damp, fix_dead_columns, normalize_and_regularize, permute_symmetric};
-use crate::algo::kmeans::{train_column_codebook, train_column_codebook_fit, Codebook, ColumnCodebook, KMeansConfig};
+use crate::algo::kmeans::{train_column_codebook, Codebook, ColumnCodebook, KMeansConfig};
 use crate::algo::linalg::inverse_upper_cholesky;
 use crate::algo::outlier::{ColumnPart, SplitQuantizer};
 use crate::algo::residual::train_residual_codebook;
 use crate::algo::vptq::{proxy_error, vptq_quantize_unscored};
 use crate::config::{NormMode, VqConfig};
 use crate::error::{check_finite_f32, check_finite_f64, check_len, QuantError, Result};
-use vptq_kernels::vq_fast::int8_grid_step;
+use vptq_format::vptq::int8_codebook::grid_steps;
 
 /// The Hessian side of a layer, computed once and shared by every layer reading the same input (q/k/v,
 /// gate/up): regularization, dead columns, permutation, damping and `U` depend on `H` and the config only.
@@ -291,16 +291,15 @@ pub fn quantize_linear_prepared(
             &kcfg(cfg.outlier_num_centroids, 0),
         )
         .map_err(|e| in_part(e, "outliers"))?;
-        Some(cb)
+        Some(cb.codebook)
     } else {
         None
     };
     let main_codebooks = (0..g_num)
         .map(|g| {
             let cols = split.columns(ColumnPart::Group(g));
-            let fit =
-                train_column_codebook_fit(&wp, m, n, cols, cfg.vector_len, weights, &kcfg(cfg.num_centroids, 1 + g))
-                    .map_err(|e| in_part(e, &format!("group {g} main codebook")))?;
+            let fit = train_column_codebook(&wp, m, n, cols, cfg.vector_len, weights, &kcfg(cfg.num_centroids, 1 + g))
+                .map_err(|e| in_part(e, &format!("group {g} main codebook")))?;
             if cfg.int8_grid {
                 snap_if_free(fit)
             } else {
@@ -440,11 +439,9 @@ fn snap_if_free(fit: ColumnCodebook) -> Result<Codebook> {
 /// power of two from the lane's largest |entry|): exact in f16 and f32, and what the kernels hold in int8.
 fn snap_to_int8_grid(cb: &Codebook) -> Result<Codebook> {
     let v = cb.vector_len();
-    let c = cb.centroids(); // [k, v]
-    let step: Vec<f32> =
-        (0..v).map(|l| int8_grid_step(c.iter().skip(l).step_by(v).fold(0f32, |m, x| m.max(x.abs())))).collect();
-    let snapped = c.chunks_exact(v).flat_map(|e| e.iter().zip(&step).map(|(&x, &s)| (x / s).round() * s)).collect();
-    Codebook::new(snapped, v)
+    let step = grid_steps(cb.centroids(), 1, v); // [v]
+    let snapped = cb.centroids().chunks_exact(v).flat_map(|e| e.iter().zip(&step).map(|(&x, &s)| (x / s).round() * s));
+    Codebook::new(snapped.collect(), v)
 }
 
 /// Names the codebook in a `TooManyCentroids` error.
@@ -605,7 +602,7 @@ mod tests {
             for lane in 0..v {
                 let lane_vals: Vec<f32> = qg.centroids.iter().skip(lane).step_by(v).copied().collect();
                 assert_eq!(lane_vals.len(), k);
-                let s = int8_grid_step(lane_vals.iter().fold(0f32, |a, x| a.max(x.abs())));
+                let s = vptq_format::vptq::int8_grid_step(lane_vals.iter().fold(0f32, |a, x| a.max(x.abs())));
                 for &c in &lane_vals {
                     let q = c / s;
                     assert!(q == q.round() && q.abs() <= 127.0, "{preset}: {c} is off the grid of step {s}");

@@ -602,7 +602,7 @@ pub fn weighted_kmeans(
     Ok(KMeansResult { centroids: codebook.centroids, assignments, objective_history: history, iterations })
 }
 
-/// A codebook from [`train_column_codebook_fit`] with the fit's weighted distortion and per-centroid mass.
+/// A codebook from [`train_column_codebook`] with the fit's weighted distortion and per-centroid mass.
 #[derive(Debug, Clone)]
 pub struct ColumnCodebook {
     /// The codebook.
@@ -614,27 +614,12 @@ pub struct ColumnCodebook {
 }
 
 /// Trains a codebook on the vectors (length `vector_len`, along the output dimension, zero-padded) of columns
-/// `cols` of `w [M, N]`, every vector weighted by its column's `column_weights [N]` (`H[j][j]`, spec §1.7).
+/// `cols` of `w [M, N]`, every vector weighted by its column's `column_weights [N]` (`H[j][j]`, spec §1.7); also
+/// returns the fit's distortion and the mass of every centroid.
 ///
 /// # Errors
 /// As [`weighted_kmeans`]; `ShapeMismatch` for `w` or `column_weights`.
 pub fn train_column_codebook(
-    w: &[f32],
-    m: usize,
-    n: usize,
-    cols: std::ops::Range<usize>,
-    vector_len: usize,
-    column_weights: &[f32],
-    cfg: &KMeansConfig,
-) -> Result<Codebook> {
-    Ok(train_column_codebook_fit(w, m, n, cols, vector_len, column_weights, cfg)?.codebook)
-}
-
-/// [`train_column_codebook`], also returning the distortion and the mass of every centroid.
-///
-/// # Errors
-/// As [`train_column_codebook`].
-pub fn train_column_codebook_fit(
     w: &[f32],
     m: usize,
     n: usize,
@@ -1070,7 +1055,7 @@ mod tests {
         let w = normal_f32(m * n, 5);
         let cw: Vec<f32> = (0..n).map(|j| 0.5 + j as f32 / n as f32).collect();
         let cfg = KMeansConfig { num_centroids: 16, max_iters: 8, ..KMeansConfig::default() };
-        let fit = train_column_codebook_fit(&w, m, n, 0..n, v, &cw, &cfg).unwrap();
+        let fit = train_column_codebook(&w, m, n, 0..n, v, &cw, &cfg).unwrap();
         let total: f64 = (0..n).map(|j| f64::from(cw[j]) * 3.0).sum();
         assert!((fit.mass.iter().sum::<f64>() - total).abs() < 1e-6 * total);
         assert_eq!(fit.mass.len(), 16);

@@ -83,7 +83,7 @@ pub fn train_residual_codebook(
     column_weights: &[f32],
     cfg: &KMeansConfig,
 ) -> Result<Codebook> {
-    train_column_codebook(qerror, m, n, cols, vector_len, column_weights, cfg)
+    Ok(train_column_codebook(qerror, m, n, cols, vector_len, column_weights, cfg)?.codebook)
 }
 
 #[cfg(test)]
