@@ -37,6 +37,15 @@ ROWS=(
   "v6-k4096-calib128x512|--preset v6-k4096 --calib-samples 128"
   "v6-k4096-int8store|--preset v6-k4096 --codebook-storage int8"
   "v6-k4096-64-int8store|--preset v6-k4096-64 --codebook-storage int8"
+  "v4-k4096-int8store|--preset v4-k4096 --codebook-storage int8"
+  "v6-k4096-int8store-first2-256|--preset v6-k4096 --codebook-storage int8 --layer-preset layers.0.=v6-k4096-256 --layer-preset layers.1.=v6-k4096-256"
+  # The 8 linears with the highest proxy error in the row above (blocks 2-29): as many weights as blocks 0-1.
+  "v6-k4096-int8store-worst8-256|--preset v6-k4096 --codebook-storage int8 --layer-preset model.layers.5.mlp.up_proj=v6-k4096-256 --layer-preset model.layers.4.mlp.up_proj=v6-k4096-256 --layer-preset model.layers.3.mlp.down_proj=v6-k4096-256 --layer-preset model.layers.3.mlp.up_proj=v6-k4096-256 --layer-preset model.layers.6.mlp.up_proj=v6-k4096-256 --layer-preset model.layers.5.mlp.down_proj=v6-k4096-256 --layer-preset model.layers.4.mlp.down_proj=v6-k4096-256 --layer-preset model.layers.7.mlp.up_proj=v6-k4096-256"
+  "v6-k4096-int8store-first1-256|--preset v6-k4096 --codebook-storage int8 --layer-preset layers.0.=v6-k4096-256"
+  "v6-k4096-int8store-first1-4096|--preset v6-k4096 --codebook-storage int8 --layer-preset layers.0.=v6-k4096-4096"
+  "v6-k4096-shared|--preset v6-k4096 --codebook-storage int8 --share-codebooks"
+  "v8-k65536-shared|--preset v8-k65536 --codebook-storage int8 --share-codebooks --kmeans-iters 3 --kmeans-max-vectors 262144"
+  "v4-k4096-int8store-first2-256|--preset v4-k4096 --codebook-storage int8 --layer-preset layers.0.=v4-k4096-256 --layer-preset layers.1.=v4-k4096-256"
 )
 
 ppl() { $VPTQ ppl -m "$1" --text "$2" --ctx 512 --max-windows "$3" --json -q | python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])'; }
@@ -64,6 +73,8 @@ q = json.load(open(sys.argv[1]))
 print(json.dumps({"name": sys.argv[2], "bits_per_weight": round(q["bits_per_weight"], 3),
                   "pride_ppl": float(sys.argv[5]), "brown_heldout_ppl": float(sys.argv[6]),
                   "wall_secs": float(sys.argv[3]), "peak_rss_mib": int(sys.argv[4]) // 1024,
-                  "mean_proxy_err": q["mean_proxy_err"], "layers": q["layers"]}))
+                  "mean_proxy_err": q["mean_proxy_err"], "layers": q["layers"],
+                  **({"bits_per_weight_codebooks_once": round(q["bits_per_weight_codebooks_once"], 3)}
+                     if "bits_per_weight_codebooks_once" in q else {})}))
 PY
 done

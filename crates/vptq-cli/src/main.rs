@@ -33,8 +33,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// Convert a GGUF model to a Hugging Face folder (safetensors)
     Convert(commands::convert::Args),
-    /// Quantize a model to a Hugging Face VPTQ folder (reference mode: Hessians from the full-precision model)
-    Quantize(commands::quantize::Args),
+    /// Quantize a model to a Hugging Face VPTQ folder
+    Quantize(Box<commands::quantize::Args>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,7 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(a) => commands::inspect::run(a, &ctx),
         Command::Bench(a) => commands::bench::run(a, &ctx),
         Command::Convert(a) => commands::convert::run(a, &ctx),
-        Command::Quantize(a) => commands::quantize::run(a, &ctx),
+        Command::Quantize(a) => commands::quantize::run(*a, &ctx),
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -357,6 +357,13 @@ fn impossible_quantization_settings_fail_clearly() {
     fails(&with(&["--preset", "gptq-w9-g128"]), "bits");
     fails(&with(&["--preset", "v4-k16", "--mode", "sideways"]), "sequential");
     fails(&with(&["--preset", "v4-k16", "--calib-samples", "0"]), "at least one window");
+    fails(&with(&["--share-codebooks", "--norm", "min-max"]), "no normalization");
+    fails(&with(&["--layer-preset", "layers.0."]), "PATTERN=PRESET");
+    fails(&with(&["--layer-preset", "=v4-k16"]), "PATTERN=PRESET");
+    fails(&with(&["--layer-preset", "layers.0.=gptq-w2-g128"]), "not a VPTQ preset");
+    fails(&with(&["--layer-preset", "layers.0.=v4-k15"]), "power of two");
+    fails(&with(&["--preset", "rtn-w3-g128", "--layer-preset", "layers.0.=v4-k16"]), "needs a VPTQ --preset");
+    fails(&with(&["--preset", "v4-k16", "--calib-samples", "2", "--layer-preset", "down_proj=v4-k4096"]), "down_proj");
     assert!(!out.exists(), "a failed run leaves no output folder");
     // Clamping makes the oversized codebook fit each layer instead.
     let clamp = ["--preset", "v4-k16", "--centroids", "4096", "--calib-samples", "2", "--calib-len", "32"];
@@ -364,4 +371,14 @@ fn impossible_quantization_settings_fail_clearly() {
     args.extend(["--clamp-centroids", "--kmeans-iters", "2"]);
     ok(&args);
     assert!(out.join("model.safetensors").is_file() && !tmp.path().join("vq.vptq-checkpoint").exists());
+    // A per-layer preset shows in the layer's config.
+    let mut args = with(&["--preset", "v4-k16", "--calib-samples", "2", "--calib-len", "32", "--kmeans-iters", "2"]);
+    args.extend(["--layer-preset", "layers.0.=v2-k16-4", "--force"]);
+    ok(&args);
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let layers = &config["quantization_config"]["config_for_layers"];
+    let lens = |m: &str| (layers[m]["vector_lens"][1].as_u64(), layers[m]["num_res_centroids"][1].as_u64());
+    assert_eq!(lens("model.layers.0.mlp.up_proj"), (Some(2), Some(4)), "{layers}");
+    assert_eq!(lens("model.layers.1.mlp.up_proj"), (Some(4), None), "{layers}");
+    assert_eq!(layers["model.layers.1.mlp.up_proj"]["num_res_centroids"][1].as_i64(), Some(-1));
 }

@@ -228,11 +228,83 @@ pub fn quantize_linear_prepared(
     prepared: &PreparedHessian,
     cfg: &VqConfig,
 ) -> Result<QuantizedLinear> {
+    quantize_linear_with(w, m, prepared, cfg, None)
+}
+
+/// [`quantize_linear_prepared`] with a given main codebook (one group, e.g. a codebook shared by the layers of
+/// one kind, [`train_shared_codebook`]) instead of a k-means fit of its own; the error-feedback loop, residual
+/// and outliers as usual.
+///
+/// # Errors
+/// As [`quantize_linear`]; `InvalidConfig` when `codebook` does not have `cfg`'s v and k or `cfg` has groups.
+pub fn quantize_linear_shared(
+    w: &[f32],
+    m: usize,
+    prepared: &PreparedHessian,
+    cfg: &VqConfig,
+    codebook: &Codebook,
+) -> Result<QuantizedLinear> {
+    if cfg.group_num != 1 || codebook.vector_len() != cfg.vector_len || codebook.num_centroids() != cfg.num_centroids {
+        return Err(QuantError::InvalidConfig {
+            field: "shared codebook",
+            value: format!("v{} k{}", codebook.vector_len(), codebook.num_centroids()),
+            reason: "must match the layer's vector length and centroids, with one group",
+        });
+    }
+    quantize_linear_with(w, m, prepared, cfg, Some(codebook))
+}
+
+/// Trains one main codebook for layers of one shape: k-means (`cfg`'s v, k, iterations, seed; int8 grid as
+/// `cfg.int8_grid`) over the vectors of every weight `[M, N]` in `weights`, each vector weighted 1 (their
+/// Hessians are not known before their blocks are reached).
+///
+/// # Errors
+/// As [`train_column_codebook`]; `ShapeMismatch` when a weight is not `[M, N]`.
+pub fn train_shared_codebook(weights: &[&[f32]], m: usize, n: usize, cfg: &VqConfig) -> Result<Codebook> {
+    let layers = weights.len();
+    // w [M, L·N]: the layers side by side, so every column is one of theirs.
+    let mut w = vec![0f32; m * layers * n];
+    for (l, wl) in weights.iter().enumerate() {
+        check_len("weight [M, N]", wl.len(), m * n)?;
+        check_finite_f32("weight", wl)?;
+        for i in 0..m {
+            w[i * layers * n + l * n..][..n].copy_from_slice(&wl[i * n..][..n]);
+        }
+    }
+    let kcfg = KMeansConfig {
+        num_centroids: cfg.num_centroids,
+        max_iters: cfg.kmeans_iters,
+        tol: cfg.kmeans_tol,
+        init: cfg.kmeans_init,
+        seed: cfg.seed.wrapping_add(1),
+        max_fit_vectors: cfg.kmeans_max_fit_vectors,
+    };
+    let ones = vec![1f32; layers * n];
+    let fit = train_column_codebook(&w, m, layers * n, 0..layers * n, cfg.vector_len, &ones, &kcfg)
+        .map_err(|e| in_part(e, "shared main codebook"))?;
+    if cfg.int8_grid {
+        snap_if_free(fit)
+    } else {
+        Ok(fit.codebook)
+    }
+}
+
+fn quantize_linear_with(
+    w: &[f32],
+    m: usize,
+    prepared: &PreparedHessian,
+    cfg: &VqConfig,
+    shared: Option<&Codebook>,
+) -> Result<QuantizedLinear> {
     let start = Instant::now();
     let n = prepared.in_features;
     check_len("weight [M, N]", w.len(), m * n)?;
     check_finite_f32("weight", w)?;
-    let split = cfg.validate_for_shape(m, n)?;
+    let split = match shared {
+        // A shared codebook was fitted on the vectors of many layers: it may hold more centroids than this one has.
+        Some(_) => VqConfig { num_centroids: 2, ..cfg.clone() }.validate_for_shape(m, n)?,
+        None => cfg.validate_for_shape(m, n)?,
+    };
     let perm = &prepared.perm;
 
     // 1. per-input-column normalization; weight_scale, weight_bias [N] in original order
@@ -295,18 +367,22 @@ pub fn quantize_linear_prepared(
     } else {
         None
     };
-    let main_codebooks = (0..g_num)
-        .map(|g| {
-            let cols = split.columns(ColumnPart::Group(g));
-            let fit = train_column_codebook(&wp, m, n, cols, cfg.vector_len, weights, &kcfg(cfg.num_centroids, 1 + g))
-                .map_err(|e| in_part(e, &format!("group {g} main codebook")))?;
-            if cfg.int8_grid {
-                snap_if_free(fit)
-            } else {
-                Ok(fit.codebook)
-            }
-        })
-        .collect::<Result<Vec<Codebook>>>()?;
+    let main_codebooks = match shared {
+        Some(cb) => Ok(vec![cb.clone()]),
+        None => (0..g_num)
+            .map(|g| {
+                let cols = split.columns(ColumnPart::Group(g));
+                let fit =
+                    train_column_codebook(&wp, m, n, cols, cfg.vector_len, weights, &kcfg(cfg.num_centroids, 1 + g))
+                        .map_err(|e| in_part(e, &format!("group {g} main codebook")))?;
+                if cfg.int8_grid {
+                    snap_if_free(fit)
+                } else {
+                    Ok(fit.codebook)
+                }
+            })
+            .collect::<Result<Vec<Codebook>>>(),
+    }?;
     let mut kmeans_secs = t.elapsed().as_secs_f64();
 
     // 3. first pass: main codebooks only

@@ -24,6 +24,7 @@ pub(crate) mod testutil;
 pub use config::{NormMode, VqConfig};
 pub use error::{QuantError, Result};
 pub use layer::{
-    quantize_linear, quantize_linear_prepared, LayerReport, OutlierCodes, PreparedHessian, QuantizedLinear,
+    quantize_linear, quantize_linear_prepared, quantize_linear_shared, train_shared_codebook, LayerReport,
+    OutlierCodes, PreparedHessian, QuantizedLinear,
 };
 pub use scalar_layer::{quantize_linear_scalar, ScalarConfig, ScalarMethod, ScalarQuantized, ScalarStorageBits};

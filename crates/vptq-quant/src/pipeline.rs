@@ -14,7 +14,7 @@ mod write;
 
 pub use calib::calibration_windows;
 pub use checkpoint::Checkpoint;
-pub use driver::{quantize_model, CalibMode, Event, QuantizeOptions};
+pub use driver::{quantize_model, CalibMode, Event, LayerOverride, QuantizeOptions};
 pub use result::{LayerResult, LayerStats, LayerWeights, Method};
 pub use write::write_vptq_folder;
 

@@ -10,7 +10,8 @@ use std::time::Instant;
 use vptq_model::export::check_output_dir;
 use vptq_model::EmbedStorage;
 use vptq_quant::pipeline::{
-    calibration_windows, quantize_model, write_vptq_folder, CalibMode, Checkpoint, Event, Method, QuantizeOptions,
+    calibration_windows, quantize_model, write_vptq_folder, CalibMode, Checkpoint, Event, LayerOverride, Method,
+    QuantizeOptions,
 };
 use vptq_quant::{NormMode, VqConfig};
 
@@ -93,6 +94,16 @@ pub struct Args {
     /// Keep modules whose path contains one of these dense (repeatable)
     #[arg(long)]
     exclude: Vec<String>,
+    /// Per-layer bit allocation: `PATTERN=PRESET` quantizes the modules whose path contains PATTERN with the
+    /// VPTQ preset PRESET (`v{v}-k{k}[-{kr}]`) instead of --preset, every other setting kept (repeatable; the
+    /// last matching one wins), e.g. `--layer-preset layers.0.=v6-k4096-256`
+    #[arg(long, value_name = "PATTERN=PRESET")]
+    layer_preset: Vec<String>,
+    /// One main codebook per linear kind (q_proj, …, down_proj), trained on all its layers and used by each
+    /// (an experiment: the HF layout still stores it in every layer; the summary's
+    /// `bits_per_weight_codebooks_once` counts it once)
+    #[arg(long)]
+    share_codebooks: bool,
     /// Shrink a codebook with more centroids than its layer has vectors to fit the layer (default: error)
     #[arg(long)]
     clamp_centroids: bool,
@@ -184,6 +195,38 @@ impl Args {
         cfg.validate()?;
         Ok(Method::Vq(cfg))
     }
+
+    /// `--layer-preset` as overrides of `method`: each pattern's preset geometry (v, k, kr) on `method`'s
+    /// other settings.
+    fn overrides(&self, method: &Method) -> Result<Vec<LayerOverride>> {
+        if self.layer_preset.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Method::Vq(base) = method else {
+            anyhow::bail!("--layer-preset needs a VPTQ --preset, not {method}");
+        };
+        self.layer_preset
+            .iter()
+            .map(|spec| {
+                let (pattern, preset) = spec.split_once('=').filter(|(p, _)| !p.is_empty()).with_context(|| {
+                    format!("--layer-preset `{spec}`: expected PATTERN=PRESET, e.g. layers.0.=v6-k4096-256")
+                })?;
+                let p: VqConfig = match preset.parse::<Method>() {
+                    Ok(Method::Vq(p)) => p,
+                    Ok(Method::Scalar(_)) => anyhow::bail!("--layer-preset `{spec}`: {preset} is not a VPTQ preset"),
+                    Err(e) => return Err(anyhow::Error::new(e).context(format!("--layer-preset `{spec}`"))),
+                };
+                let config = VqConfig {
+                    vector_len: p.vector_len,
+                    num_centroids: p.num_centroids,
+                    num_res_centroids: p.num_res_centroids,
+                    ..base.clone()
+                };
+                config.validate().with_context(|| format!("--layer-preset `{spec}`"))?;
+                Ok(LayerOverride { pattern: pattern.to_string(), config })
+            })
+            .collect()
+    }
 }
 
 /// 64-bit FNV-1a: a stable digest for the checkpoint fingerprint (not security relevant).
@@ -193,7 +236,13 @@ fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
 
 /// Identifies the command's inputs: the model file(s) (path, size, modification time), the method with every
 /// setting, the calibration tokens, the mode and the selection.
-fn fingerprint(model_path: &Path, method: &Method, args: &Args, windows: &[Vec<u32>]) -> String {
+fn fingerprint(
+    model_path: &Path,
+    method: &Method,
+    overrides: &[LayerOverride],
+    args: &Args,
+    windows: &[Vec<u32>],
+) -> String {
     let files: Vec<PathBuf> = if model_path.is_dir() {
         let mut v: Vec<PathBuf> = std::fs::read_dir(model_path)
             .map(|d| {
@@ -225,7 +274,7 @@ fn fingerprint(model_path: &Path, method: &Method, args: &Args, windows: &[Vec<u
         Method::Scalar(c) => format!("{c:?}"),
     };
     format!(
-        "v1|{}|{method}|{}|{:?}|{:?}|calib {calib:016x} {}x{}|dtype {:?}|clamp {}|codebooks {:?}",
+        "v1|{}|{method}|{overrides:?}|{}|{:?}|{:?}|calib {calib:016x} {}x{}|dtype {:?}|clamp {}|codebooks {:?}|shared {}",
         stamps.join(","),
         args.mode,
         args.include,
@@ -234,7 +283,8 @@ fn fingerprint(model_path: &Path, method: &Method, args: &Args, windows: &[Vec<u
         args.calib_len,
         args.model.dtype,
         args.clamp_centroids,
-        args.codebook_storage
+        args.codebook_storage,
+        args.share_codebooks
     )
 }
 
@@ -260,6 +310,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let started = Instant::now();
     check_output_dir(&args.out, args.force)?;
     let method = args.method()?;
+    let overrides = args.overrides(&method)?;
     let (text, calib_name) = calibration_text(&args, ctx)?;
     let loaded = args.model.load(ctx)?;
     let tokens = loaded.tokenizer.encode(&text, false)?;
@@ -275,7 +326,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     }
     let source = vptq_model::resolve_model(&args.model.model, ctx.hf_cache.as_deref())?;
     let ckpt_dir = Checkpoint::dir_for(&args.out);
-    let checkpoint = Checkpoint::open(&ckpt_dir, &fingerprint(source.path(), &method, &args, &windows), args.force)?;
+    let checkpoint =
+        Checkpoint::open(&ckpt_dir, &fingerprint(source.path(), &method, &overrides, &args, &windows), args.force)?;
 
     let mp = indicatif::MultiProgress::new();
     if ctx.quiet {
@@ -294,8 +346,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         checkpoint: Some(&checkpoint),
         clamp_centroids: args.clamp_centroids,
         int8_codebooks: args.codebook_storage == StorageArg::Int8,
+        overrides: &overrides,
+        share_codebooks: args.share_codebooks,
     };
     let results = quantize_model(&loaded.model, &windows, &opts, &mut |e| match e {
+        Event::SharedCodebook { kind } => layer_bar.set_message(format!("training the shared {kind} codebook")),
         Event::Block { block, blocks } => {
             layer_bar.set_message(format!("block {}/{blocks}: collecting Hessians", block + 1))
         }
@@ -347,7 +402,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let run = serde_json::json!({
         "method": method.to_string(), "mode": args.mode.to_string(), "model": args.model.model,
         "calibration": {"text": calib_name, "samples": windows.len(), "len": args.calib_len, "seed": args.seed},
-        "include": args.include, "exclude": args.exclude, "embed_dtype": loaded.model.embed.weight.kind(), "resumed_layers": resumed,
+        "include": args.include, "exclude": args.exclude, "layer_presets": args.layer_preset,
+        "share_codebooks": args.share_codebooks,
+        "embed_dtype": loaded.model.embed.weight.kind(), "resumed_layers": resumed,
         "quantize_secs": quant_secs, "threads": rayon::current_num_threads(),
         "codebook_grid": format!("{:?}", args.codebook_grid).to_lowercase(),
         "codebook_storage": format!("{:?}", args.codebook_storage).to_lowercase(),
@@ -362,7 +419,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
 
     let weights: usize = results.iter().map(|r| r.out_features * r.in_features).sum();
     let bits: u64 = results.iter().map(|r| r.stats.storage_bits).sum();
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "out": args.out.display().to_string(), "method": method.to_string(), "mode": args.mode.to_string(),
         "layers": results.len(), "resumed_layers": resumed,
         "bits_per_weight": bits as f64 / weights.max(1) as f64,
@@ -370,6 +427,19 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         "wall_secs": started.elapsed().as_secs_f64(), "quantize_secs": quant_secs,
         "peak_rss_bytes": peak_rss_bytes(),
     });
+    if args.share_codebooks {
+        // Every layer stores the shared codebook of its kind: count one copy per kind.
+        let copies: u64 = results.iter().map(|r| r.main_codebook_bits()).sum();
+        let mut kinds: Vec<(&str, u64)> = Vec::new();
+        for r in &results {
+            let kind = r.module.rsplit('.').next().unwrap_or_default();
+            if !kinds.iter().any(|(k, _)| *k == kind) {
+                kinds.push((kind, r.main_codebook_bits()));
+            }
+        }
+        let once = bits - copies + kinds.iter().map(|(_, b)| b).sum::<u64>();
+        summary["bits_per_weight_codebooks_once"] = serde_json::json!(once as f64 / weights.max(1) as f64);
+    }
     if args.json {
         println!("{summary}");
     } else if !ctx.quiet {

@@ -13,8 +13,10 @@ use super::result::{round_f16, weight_bits, LayerResult, LayerStats, LayerWeight
 use super::{hf_bias, hf_weight, model_rows, module_name, quant_err, vq_layer_data, PipelineError, Result, Site};
 use super::{is_selected, LINEARS};
 use crate::algo::hessian::HessianAccumulator;
-use crate::layer::{quantize_linear_prepared, PreparedHessian};
+use crate::algo::kmeans::Codebook;
+use crate::layer::{quantize_linear_prepared, quantize_linear_shared, train_shared_codebook, PreparedHessian};
 use crate::scalar_layer::{quantize_linear_scalar, ScalarConfig};
+use crate::VqConfig;
 use std::time::Instant;
 use vptq_format::FormatError;
 use vptq_kernels::DenseWeight;
@@ -67,6 +69,32 @@ pub struct QuantizeOptions<'a> {
     pub clamp_centroids: bool,
     /// Store main codebooks that lie on their int8 grid as int8 ([`LayerResult::int8_codebooks`]).
     pub int8_codebooks: bool,
+    /// Per-layer VPTQ configurations replacing `method` where their pattern matches (a per-layer bit
+    /// allocation); only with a VPTQ `method`.
+    pub overrides: &'a [LayerOverride],
+    /// One main codebook per linear kind (`q_proj`, …, `down_proj`), trained on all its selected layers before
+    /// block 0 ([`crate::train_shared_codebook`]) and used by each of them; VPTQ with one group, no
+    /// normalization and no overrides only.
+    pub share_codebooks: bool,
+}
+
+/// A VPTQ configuration for the modules whose path contains `pattern` (the last matching override wins).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerOverride {
+    /// Module path substring, e.g. `layers.0.` or `down_proj`.
+    pub pattern: String,
+    /// The configuration of those modules.
+    pub config: crate::VqConfig,
+}
+
+impl QuantizeOptions<'_> {
+    /// The method of module `module`: its last matching override, else `method`.
+    fn method_for(&self, module: &str) -> std::borrow::Cow<'_, Method> {
+        match self.overrides.iter().rev().find(|o| module.contains(o.pattern.as_str())) {
+            Some(o) => std::borrow::Cow::Owned(Method::Vq(o.config.clone())),
+            None => std::borrow::Cow::Borrowed(self.method),
+        }
+    }
 }
 
 /// Progress of [`quantize_model`].
@@ -78,6 +106,11 @@ pub enum Event<'a> {
         block: usize,
         /// Blocks in the model.
         blocks: usize,
+    },
+    /// The shared codebook of linear kind `kind` (e.g. `down_proj`) is being trained.
+    SharedCodebook {
+        /// Short module name.
+        kind: &'a str,
     },
     /// Layer `module` starts.
     LayerStart {
@@ -138,22 +171,60 @@ pub fn quantize_model(
     if total == 0 {
         return Err(PipelineError::InvalidArgument("no decoder linear matches --include / --exclude".into()));
     }
+    if matches!(opts.method, Method::Scalar(_)) && !opts.overrides.is_empty() {
+        return Err(PipelineError::InvalidArgument("per-layer VPTQ configurations need a VPTQ method".into()));
+    }
+    let shared_cfg = match opts.method {
+        _ if !opts.share_codebooks => None,
+        Method::Vq(c) if c.group_num == 1 && c.norm == crate::NormMode::None && opts.overrides.is_empty() => Some(c),
+        _ => {
+            return Err(PipelineError::InvalidArgument(
+                "shared codebooks need a VPTQ method with one group, no normalization and no per-layer presets".into(),
+            ))
+        }
+    };
     // Settings a layer cannot take fail now, before any calibration work.
     for (b, sel) in selected.iter().enumerate() {
         for &i in sel {
             let l = model.blocks[b].linears()[i].1;
-            let check = match opts.method {
-                Method::Vq(cfg) if opts.clamp_centroids => {
+            let module = module_name(b, LINEARS[i].1);
+            let check = match &*opts.method_for(&module) {
+                Method::Vq(cfg) if opts.clamp_centroids && !opts.share_codebooks => {
                     cfg.clamped_to_shape(l.out_features(), l.in_features()).map(drop)
                 }
+                // A shared codebook may hold more centroids than one layer has vectors.
+                Method::Vq(cfg) if opts.share_codebooks => VqConfig { num_centroids: 2, ..cfg.clone() }
+                    .validate_for_shape(l.out_features(), l.in_features())
+                    .map(drop),
                 Method::Vq(cfg) => cfg.validate_for_shape(l.out_features(), l.in_features()).map(drop),
                 Method::Scalar(cfg) => cfg.validate(),
             };
-            check.map_err(quant_err(module_name(b, LINEARS[i].1)))?;
+            check.map_err(quant_err(module))?;
         }
     }
     if calib.is_empty() || calib.iter().any(Vec::is_empty) {
         return Err(PipelineError::InvalidArgument("calibration needs at least one non-empty sequence".into()));
+    }
+    // shared[i]: the codebook of LINEARS[i] when codebooks are shared. Trained on the weights alone (before any
+    // Hessian exists), so it is the same in both modes.
+    let mut shared: Vec<Option<Codebook>> = vec![None; LINEARS.len()];
+    if let Some(cfg) = shared_cfg {
+        for (i, (_, short, _)) in LINEARS.iter().enumerate() {
+            let layers: Vec<usize> = (0..blocks).filter(|&b| selected[b].contains(&i)).collect();
+            let Some(&first) = layers.first() else { continue };
+            progress(Event::SharedCodebook { kind: short });
+            let (m, n) = {
+                let l = model.blocks[first].linears()[i].1;
+                (l.out_features(), l.in_features())
+            };
+            let ws: Vec<Vec<f32>> = layers
+                .iter()
+                .map(|&b| hf_weight(model, short, model.blocks[b].linears()[i].1, &module_name(b, short)))
+                .collect::<Result<_>>()?;
+            let refs: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
+            let cb = train_shared_codebook(&refs, m, n, cfg).map_err(quant_err(format!("shared {short}")))?;
+            shared[i] = Some(cb);
+        }
     }
     // xs[s] [L_s, hidden]: residual stream of sequence s at the input of the current block.
     let mut xs: Vec<Vec<f32>> = calib.iter().map(|s| model.embed_tokens(s)).collect::<Result<_, _>>()?;
@@ -210,7 +281,8 @@ pub fn quantize_model(
                 fp_next = Some(outs);
             }
         }
-        let mut prepared: Option<(Site, PreparedHessian)> = None;
+        // The prepared Hessian of a site is shared by its layers while their Hessian settings agree.
+        let mut prepared: Option<(Site, HessianKey, PreparedHessian)> = None;
         for (slot, &i) in sel.iter().enumerate() {
             let (_, short, site) = LINEARS[i];
             let module = module_name(b, short);
@@ -219,29 +291,37 @@ pub fn quantize_model(
                 progress(Event::LayerStart { module: &module, weights: weights_of(b, i) });
                 let lin = block.linears()[i].1;
                 let started = Instant::now();
-                if !matches!(&prepared, Some((s, _)) if *s == site) {
+                let method = opts.method_for(&module);
+                let key = HessianKey::of(&method);
+                if !matches!(&prepared, Some((s, k, _)) if *s == site && *k == key) {
                     let acc = &hessians.iter().find(|(s, _)| *s == site).expect("invariant: site collected").1;
                     let h = acc.finish().map_err(quant_err(&module))?;
                     let n = acc.in_features();
-                    let ph = match opts.method {
+                    let ph = match &*method {
                         Method::Vq(cfg) => PreparedHessian::new(&h, n, cfg),
                         Method::Scalar(cfg) => cfg.prepare_hessian(&h, n),
                     };
-                    prepared = Some((site, ph.map_err(quant_err(&module))?));
+                    prepared = Some((site, key, ph.map_err(quant_err(&module))?));
                 }
-                let ph = &prepared.as_ref().expect("invariant: prepared just above").1;
-                let r = match opts.method {
+                let ph = &prepared.as_ref().expect("invariant: prepared just above").2;
+                let r = match &*method {
                     Method::Vq(cfg) => {
                         let clamped;
-                        let cfg = if opts.clamp_centroids {
+                        let cfg = if opts.clamp_centroids && shared[i].is_none() {
                             let (m, n) = (lin.out_features(), lin.in_features());
                             clamped = cfg.clamped_to_shape(m, n).map_err(quant_err(&module))?;
                             &clamped
                         } else {
                             cfg
                         };
-                        quantize_vq(model, short, lin, &module, ph, cfg, started)?
-                            .with_int8_codebooks(opts.int8_codebooks)
+                        let w = hf_weight(model, short, lin, &module)?;
+                        let q = match shared[i].as_ref() {
+                            Some(cb) => quantize_linear_shared(&w, lin.out_features(), ph, cfg, cb),
+                            None => quantize_linear_prepared(&w, lin.out_features(), ph, cfg),
+                        }
+                        .map_err(quant_err(&module))?;
+                        drop(w);
+                        vq_result(model, short, lin, &module, &q, started)?.with_int8_codebooks(opts.int8_codebooks)
                     }
                     Method::Scalar(cfg) => quantize_scalar(model, short, lin, &module, ph, cfg, started)?,
                 };
@@ -270,6 +350,20 @@ pub fn quantize_model(
     Ok(results)
 }
 
+/// The settings a prepared Hessian depends on (damping, regularization, permutation), as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HessianKey(u64, u64, bool);
+
+impl HessianKey {
+    fn of(method: &Method) -> Self {
+        match method {
+            Method::Vq(c) => HessianKey(c.percdamp.to_bits(), c.hessian_regularize.to_bits(), c.enable_perm),
+            // One scalar method per run: its Hessian never needs re-preparing.
+            Method::Scalar(_) => HessianKey(0, 0, false),
+        }
+    }
+}
+
 /// Runs `block` on every residual stream.
 fn advance(model: &Llama, block: &Block, mut xs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
     for x in &mut xs {
@@ -295,19 +389,16 @@ fn quantized_block(model: &Llama, b: usize, layers: &[LayerResult]) -> Block {
     block
 }
 
-fn quantize_vq(
+/// The pipeline's record of a quantized layer `q`.
+fn vq_result(
     model: &Llama,
     short: &str,
     lin: &Linear,
     module: &str,
-    ph: &PreparedHessian,
-    cfg: &crate::VqConfig,
+    q: &crate::QuantizedLinear,
     started: Instant,
 ) -> Result<LayerResult> {
-    let w = hf_weight(model, short, lin, module)?;
-    let q = quantize_linear_prepared(&w, lin.out_features(), ph, cfg).map_err(quant_err(module))?;
-    drop(w);
-    let data = vq_layer_data(module, &q, hf_bias(model, short, lin))?;
+    let data = vq_layer_data(module, q, hf_bias(model, short, lin))?;
     let t = data.to_vq_tensors().map_err(|e| FormatError::vptq("<quantizer>", module, e))?;
     let stats = LayerStats {
         proxy_err: q.report.proxy_err,

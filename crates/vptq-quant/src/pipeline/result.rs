@@ -80,6 +80,12 @@ pub struct LayerResult {
 }
 
 impl LayerResult {
+    /// Bits of the stored main codebooks (`<module>.centroids.*`), a part of `stats.storage_bits`.
+    pub fn main_codebook_bits(&self) -> u64 {
+        let prefix = format!("{}.centroids.", self.module);
+        self.tensors(None).iter().filter(|t| t.name.starts_with(&prefix)).map(|t| t.data.len() as u64 * 8).sum()
+    }
+
     /// Honest bits per weight: everything stored for the weight divided by `M·N`.
     pub fn bits_per_weight(&self) -> f64 {
         self.stats.storage_bits as f64 / (self.out_features * self.in_features) as f64

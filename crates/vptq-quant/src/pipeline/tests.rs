@@ -87,6 +87,8 @@ fn options(method: &Method, mode: CalibMode) -> QuantizeOptions<'_> {
         checkpoint: None,
         clamp_centroids: false,
         int8_codebooks: false,
+        overrides: &[],
+        share_codebooks: false,
     }
 }
 
@@ -231,6 +233,105 @@ fn quantize_write_load_round_trip() {
     // …and the kernels' dequantization the driver uses agrees.
     let kernels = logits(&with_dense(&model, &quantized, LayerResult::dequantized), tokens);
     assert!(max_abs_diff(&got, &kernels) < 1e-4);
+}
+
+#[test]
+fn layer_overrides_give_matching_layers_their_own_configuration() {
+    let src = tempfile::tempdir().unwrap();
+    let model = random_model(src.path());
+    let (base, first, down) = (small_cfg("v4-k16"), small_cfg("v2-k16-4"), small_cfg("v8-k8"));
+    let method = Method::Vq(base.clone());
+    let overrides = [
+        LayerOverride { pattern: "layers.0.".into(), config: first.clone() },
+        LayerOverride { pattern: "down_proj".into(), config: down.clone() },
+    ];
+    let opts = QuantizeOptions { overrides: &overrides, ..options(&method, CalibMode::Reference) };
+    let mixed = quantize_model(&model, &calib(), &opts, &mut |_| {}).unwrap();
+    // In reference mode every layer depends only on its own configuration: each equals the plain run of it.
+    let plain = |cfg: &VqConfig| {
+        let m = Method::Vq(cfg.clone());
+        quantize_model(&model, &calib(), &options(&m, CalibMode::Reference), &mut |_| {}).unwrap()
+    };
+    let runs = [(&base, plain(&base)), (&first, plain(&first)), (&down, plain(&down))];
+    for r in &mixed {
+        // The last matching override wins: layers.0's down_proj is down's.
+        let want = if r.module.contains("down_proj") {
+            &down
+        } else if r.module.contains("layers.0.") {
+            &first
+        } else {
+            &base
+        };
+        let LayerWeights::Vq(t) = &r.weights else { panic!("{} is not VPTQ", r.module) };
+        assert_eq!(
+            (t.layout.vector_len, t.layout.num_centroids, t.layout.num_res_centroids),
+            (want.vector_len, want.num_centroids, want.num_res_centroids),
+            "{}",
+            r.module
+        );
+        let same = &runs.iter().find(|(c, _)| *c == want).unwrap().1;
+        let same = same.iter().find(|q| q.module == r.module).unwrap();
+        assert_eq!(fingerprint(std::slice::from_ref(r)), fingerprint(std::slice::from_ref(same)), "{}", r.module);
+    }
+    // The mixed folder loads, each layer with its own shape.
+    let out = tempfile::tempdir().unwrap();
+    write_vptq_folder(&model, None, &mixed, serde_json::Value::Null, EmbedStorage::F16, out.path(), true).unwrap();
+    let loaded = load_hf_weights(out.path(), &LoadOptions::default()).unwrap();
+    let tokens = &calib()[1];
+    let d = max_abs_diff(&logits(&loaded, tokens), &logits(&with_dense(&model, &mixed, spec_dequant), tokens));
+    assert!(d < 1e-4, "mixed folder vs spec dequantization: {d}");
+    // Scalar baselines have no per-layer configurations.
+    let scalar = Method::Scalar("rtn-w4-g16".parse().unwrap());
+    let opts = QuantizeOptions { overrides: &overrides, ..options(&scalar, CalibMode::Reference) };
+    assert!(matches!(quantize_model(&model, &calib(), &opts, &mut |_| {}), Err(PipelineError::InvalidArgument(_))));
+}
+
+#[test]
+fn shared_codebooks_are_one_per_kind_and_may_exceed_a_layers_vectors() {
+    let src = tempfile::tempdir().unwrap();
+    let model = random_model(src.path());
+    // k_proj/v_proj [16, 32] have 4·32 = 128 length-4 vectors per layer: k = 256 fits only the two layers together.
+    let method = Method::Vq(VqConfig { norm: crate::NormMode::None, ..small_cfg("v4-k256") });
+    let per_layer = quantize_model(&model, &calib(), &options(&method, CalibMode::Sequential), &mut |_| {});
+    assert!(per_layer.is_err(), "k = 256 exceeds one k_proj's vectors");
+    let mut trained = Vec::new();
+    let opts = QuantizeOptions { share_codebooks: true, ..options(&method, CalibMode::Sequential) };
+    let shared = quantize_model(&model, &calib(), &opts, &mut |e| {
+        if let Event::SharedCodebook { kind } = e {
+            trained.push(kind.to_string());
+        }
+    })
+    .unwrap();
+    assert_eq!(trained, LINEARS.map(|l| l.1.to_string()));
+    let centroids = |r: &LayerResult| match &r.weights {
+        LayerWeights::Vq(t) => t.centroids.clone(),
+        LayerWeights::Dense(_) => panic!("not VPTQ"),
+    };
+    for (_, short, _) in LINEARS {
+        let a = shared.iter().find(|r| r.module.ends_with(short)).unwrap();
+        let b = shared.iter().rfind(|r| r.module.ends_with(short)).unwrap();
+        assert_ne!(a.module, b.module);
+        assert_eq!(centroids(a), centroids(b), "{short}: one codebook for both layers");
+        assert_eq!(a.main_codebook_bits(), 256 * 4 * 16);
+    }
+    // The folder stores it in every layer, as the HF layout needs, and loads.
+    let out = tempfile::tempdir().unwrap();
+    write_vptq_folder(&model, None, &shared, serde_json::Value::Null, EmbedStorage::F16, out.path(), true).unwrap();
+    let loaded = load_hf_weights(out.path(), &LoadOptions::default()).unwrap();
+    let tokens = &calib()[3];
+    let d = max_abs_diff(&logits(&loaded, tokens), &logits(&with_dense(&model, &shared, spec_dequant), tokens));
+    assert!(d < 1e-4, "shared-codebook folder vs spec dequantization: {d}");
+    // Settings a shared codebook cannot serve are refused.
+    let mut grouped = VqConfig { norm: crate::NormMode::None, ..small_cfg("v4-k16") };
+    grouped.group_num = 2;
+    let mut normed = small_cfg("v4-k16");
+    normed.norm = crate::NormMode::MinMax;
+    for cfg in [grouped, normed] {
+        let m = Method::Vq(cfg);
+        let opts = QuantizeOptions { share_codebooks: true, ..options(&m, CalibMode::Sequential) };
+        let r = quantize_model(&model, &calib(), &opts, &mut |_| {});
+        assert!(matches!(r, Err(PipelineError::InvalidArgument(_))), "{m}");
+    }
 }
 
 #[test]
