@@ -137,12 +137,16 @@ fn smollm2_two_blocks_quantize_load_perplexity() {
         "q8",
         "--codebook-storage",
         "int8",
+        // A per-layer preset: block 0's down projection gets a 16-entry residual codebook (1 more index bit).
+        "--layer-preset",
+        "layers.0.mlp.down_proj=v4-k256-16",
         "--json",
     ]);
     let s: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
     assert_eq!(s["layers"], 14);
     let bpw = s["bits_per_weight"].as_f64().unwrap();
-    assert!((2.0..2.2).contains(&bpw), "v4-k256 costs 2 index bits plus codebooks: {bpw}");
+    // 2 index bits plus codebooks; the residual adds 1 bit on an eighth of the weights.
+    assert!((2.1..2.3).contains(&bpw), "v4-k256 with one v4-k256-16 layer: {bpw}");
     let dense = ppl(&gguf, &pp, 4);
     let quant = ppl(&out, &pp, 4);
     assert!(quant > dense && quant < dense * 1.4, "two quantized blocks: ppl {quant:.3} vs dense {dense:.3}");
@@ -152,5 +156,6 @@ fn smollm2_two_blocks_quantize_load_perplexity() {
     // The quantizer's default int8 grid lets the loader keep every codebook in int8 (losslessly); with
     // k = 256 every codebook has distortion to spare, so all are snapped and stored as int8.
     let kinds = &b["weight_bytes_breakdown"]["linear_kinds"];
-    assert_eq!(kinds["vq v4 k256 i8-codebook"], 14, "{kinds}");
+    assert_eq!(kinds["vq v4 k256 i8-codebook"], 13, "{kinds}");
+    assert_eq!(kinds["vq v4 k256+16 i8-codebook"], 1, "{kinds}");
 }
