@@ -362,6 +362,7 @@ fn impossible_quantization_settings_fail_clearly() {
     fails(&with(&["--layer-preset", "=v4-k16"]), "PATTERN=PRESET");
     fails(&with(&["--layer-preset", "layers.0.=gptq-w2-g128"]), "not a VPTQ preset");
     fails(&with(&["--layer-preset", "layers.0.=v4-k15"]), "power of two");
+    fails(&with(&["--layer-preset", "layer.0.=v4-k16"]), "matches no selected linear");
     fails(&with(&["--preset", "rtn-w3-g128", "--layer-preset", "layers.0.=v4-k16"]), "needs a VPTQ --preset");
     fails(&with(&["--preset", "v4-k16", "--calib-samples", "2", "--layer-preset", "down_proj=v4-k4096"]), "down_proj");
     assert!(!out.exists(), "a failed run leaves no output folder");

@@ -174,6 +174,20 @@ pub fn quantize_model(
     if matches!(opts.method, Method::Scalar(_)) && !opts.overrides.is_empty() {
         return Err(PipelineError::InvalidArgument("per-layer VPTQ configurations need a VPTQ method".into()));
     }
+    // A pattern that matches nothing is a typo, not a request.
+    for o in opts.overrides {
+        let hit = selected
+            .iter()
+            .enumerate()
+            .any(|(b, s)| s.iter().any(|&i| module_name(b, LINEARS[i].1).contains(&o.pattern)));
+        if !hit {
+            return Err(PipelineError::InvalidArgument(format!(
+                "per-layer configuration `{}` matches no selected linear (module paths look like {})",
+                o.pattern,
+                module_name(0, "q_proj")
+            )));
+        }
+    }
     let shared_cfg = match opts.method {
         _ if !opts.share_codebooks => None,
         Method::Vq(c) if c.group_num == 1 && c.norm == crate::NormMode::None && opts.overrides.is_empty() => Some(c),
