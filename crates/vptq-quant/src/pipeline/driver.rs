@@ -219,27 +219,10 @@ pub fn quantize_model(
     if calib.is_empty() || calib.iter().any(Vec::is_empty) {
         return Err(PipelineError::InvalidArgument("calibration needs at least one non-empty sequence".into()));
     }
-    // shared[i]: the codebook of LINEARS[i] when codebooks are shared. Trained on the weights alone (before any
-    // Hessian exists), so it is the same in both modes.
-    let mut shared: Vec<Option<Codebook>> = vec![None; LINEARS.len()];
-    if let Some(cfg) = shared_cfg {
-        for (i, (_, short, _)) in LINEARS.iter().enumerate() {
-            let layers: Vec<usize> = (0..blocks).filter(|&b| selected[b].contains(&i)).collect();
-            let Some(&first) = layers.first() else { continue };
-            progress(Event::SharedCodebook { kind: short });
-            let (m, n) = {
-                let l = model.blocks[first].linears()[i].1;
-                (l.out_features(), l.in_features())
-            };
-            let ws: Vec<Vec<f32>> = layers
-                .iter()
-                .map(|&b| hf_weight(model, short, model.blocks[b].linears()[i].1, &module_name(b, short)))
-                .collect::<Result<_>>()?;
-            let refs: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
-            let cb = train_shared_codebook(&refs, m, n, cfg).map_err(quant_err(format!("shared {short}")))?;
-            shared[i] = Some(cb);
-        }
-    }
+    let shared = match shared_cfg {
+        Some(cfg) => shared_codebooks(model, &selected, cfg, progress)?,
+        None => vec![None; LINEARS.len()],
+    };
     // xs[s] [L_s, hidden]: residual stream of sequence s at the input of the current block.
     let mut xs: Vec<Vec<f32>> = calib.iter().map(|s| model.embed_tokens(s)).collect::<Result<_, _>>()?;
     let mut results: Vec<LayerResult> = Vec::with_capacity(total);
@@ -376,6 +359,31 @@ impl HessianKey {
             Method::Scalar(_) => HessianKey(0, 0, false),
         }
     }
+}
+
+/// `[i]`: the codebook shared by the selected layers of kind `LINEARS[i]` (none where no layer of the kind is
+/// selected). Trained on the weights alone, before any Hessian exists, so it is the same in both modes.
+fn shared_codebooks(
+    model: &Llama,
+    selected: &[Vec<usize>],
+    cfg: &VqConfig,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<Vec<Option<Codebook>>> {
+    let mut shared = vec![None; LINEARS.len()];
+    for (i, (_, short, _)) in LINEARS.iter().enumerate() {
+        let layers: Vec<usize> = (0..selected.len()).filter(|&b| selected[b].contains(&i)).collect();
+        let Some(&first) = layers.first() else { continue };
+        progress(Event::SharedCodebook { kind: short });
+        let l = model.blocks[first].linears()[i].1;
+        let (m, n) = (l.out_features(), l.in_features());
+        let ws: Vec<Vec<f32>> = layers
+            .iter()
+            .map(|&b| hf_weight(model, short, model.blocks[b].linears()[i].1, &module_name(b, short)))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
+        shared[i] = Some(train_shared_codebook(&refs, m, n, cfg).map_err(quant_err(format!("shared {short}")))?);
+    }
+    Ok(shared)
 }
 
 /// Runs `block` on every residual stream.
