@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: build, fetch the default model and texts (cached after the first run), then
 # run the main job on SmolLM2-135M: the dense model's generation and reference perplexity, then VPTQ at ~2 bits
-# (v6-k4096, about 10 minutes on 2 cores; kept in runs/ and resumed if interrupted) and the same on the result.
+# (v6-k4096, about 3 minutes on 2 cores; kept in runs/ and resumed if interrupted) and the same on the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin vptq
