@@ -45,6 +45,8 @@ ROWS=(
   "v6-k4096-int8store-first1-4096|--preset v6-k4096 --codebook-storage int8 --layer-preset layers.0.=v6-k4096-4096"
   "v6-k4096-int8store-kv1024|--preset v6-k4096 --codebook-storage int8 --layer-preset k_proj=v6-k1024 --layer-preset v_proj=v6-k1024"
   "v6-k4096-int8store-first1-last1-256|--preset v6-k4096 --codebook-storage int8 --layer-preset layers.0.=v6-k4096-256 --layer-preset layers.29.=v6-k4096-256"
+  "v6-k4096-int8store-first1-last1-256-calib128|--preset v6-k4096 --codebook-storage int8 --layer-preset layers.0.=v6-k4096-256 --layer-preset layers.29.=v6-k4096-256 --calib-samples 128"
+  "v4-k4096-int8store-first1-last1-256-calib128|--preset v4-k4096 --codebook-storage int8 --layer-preset layers.0.=v4-k4096-256 --layer-preset layers.29.=v4-k4096-256 --calib-samples 128"
   "v6-k4096-shared|--preset v6-k4096 --codebook-storage int8 --share-codebooks"
   "v8-k65536-shared|--preset v8-k65536 --codebook-storage int8 --share-codebooks --kmeans-iters 3 --kmeans-max-vectors 262144"
   "v4-k4096-int8store-first2-256|--preset v4-k4096 --codebook-storage int8 --layer-preset layers.0.=v4-k4096-256 --layer-preset layers.1.=v4-k4096-256"
