@@ -175,6 +175,15 @@ impl VqConfig {
 }
 
 impl VqConfig {
+    /// [`Self::validate_for_shape`] for a layer whose main codebook is shared with other layers: it was fitted
+    /// on the vectors of all of them, so it may hold more centroids than this layer has vectors.
+    ///
+    /// # Errors
+    /// As [`Self::validate_for_shape`], less the main codebook's `TooManyCentroids`.
+    pub fn validate_for_shape_shared(&self, out_features: usize, in_features: usize) -> Result<ColumnSplit> {
+        VqConfig { num_centroids: 2, ..self.clone() }.validate_for_shape(out_features, in_features)
+    }
+
     /// These settings with every codebook shrunk, where needed, to the largest power of two not above the
     /// vectors it codes in a layer `[out_features, in_features]` (a codebook with more centroids than vectors
     /// only costs bits: the vectors are then stored exactly either way).

@@ -271,17 +271,28 @@ pub fn train_shared_codebook(weights: &[&[f32]], m: usize, n: usize, cfg: &VqCon
             w[i * layers * n + l * n..][..n].copy_from_slice(&wl[i * n..][..n]);
         }
     }
-    let kcfg = KMeansConfig {
-        num_centroids: cfg.num_centroids,
+    let ones = vec![1f32; layers * n];
+    // Seeded as a layer's first main codebook.
+    let kcfg = kmeans_config(cfg, cfg.num_centroids, 1);
+    let fit = train_column_codebook(&w, m, layers * n, 0..layers * n, cfg.vector_len, &ones, &kcfg)
+        .map_err(|e| in_part(e, "shared main codebook"))?;
+    on_grid_if_asked(cfg, fit)
+}
+
+/// The k-means settings of codebook number `codebook` of a layer (its seed offset), with `k` centroids.
+fn kmeans_config(cfg: &VqConfig, k: usize, codebook: usize) -> KMeansConfig {
+    KMeansConfig {
+        num_centroids: k,
         max_iters: cfg.kmeans_iters,
         tol: cfg.kmeans_tol,
         init: cfg.kmeans_init,
-        seed: cfg.seed.wrapping_add(1),
+        seed: cfg.seed.wrapping_add(codebook as u64),
         max_fit_vectors: cfg.kmeans_max_fit_vectors,
-    };
-    let ones = vec![1f32; layers * n];
-    let fit = train_column_codebook(&w, m, layers * n, 0..layers * n, cfg.vector_len, &ones, &kcfg)
-        .map_err(|e| in_part(e, "shared main codebook"))?;
+    }
+}
+
+/// A fitted main codebook as the layer uses it: snapped to the int8 grid when `cfg.int8_grid` and free.
+fn on_grid_if_asked(cfg: &VqConfig, fit: ColumnCodebook) -> Result<Codebook> {
     if cfg.int8_grid {
         snap_if_free(fit)
     } else {
@@ -301,8 +312,7 @@ fn quantize_linear_with(
     check_len("weight [M, N]", w.len(), m * n)?;
     check_finite_f32("weight", w)?;
     let split = match shared {
-        // A shared codebook was fitted on the vectors of many layers: it may hold more centroids than this one has.
-        Some(_) => VqConfig { num_centroids: 2, ..cfg.clone() }.validate_for_shape(m, n)?,
+        Some(_) => cfg.validate_for_shape_shared(m, n)?,
         None => cfg.validate_for_shape(m, n)?,
     };
     let perm = &prepared.perm;
@@ -341,14 +351,7 @@ fn quantize_linear_with(
 
     // 2. Hessian-weighted k-means, one codebook per part; codebook c of the layer is seeded with seed + c
     // (outliers 0, main group g 1 + g, residual group g 1 + G + g).
-    let kcfg = |k: usize, codebook: usize| KMeansConfig {
-        num_centroids: k,
-        max_iters: cfg.kmeans_iters,
-        tol: cfg.kmeans_tol,
-        init: cfg.kmeans_init,
-        seed: cfg.seed.wrapping_add(codebook as u64),
-        max_fit_vectors: cfg.kmeans_max_fit_vectors,
-    };
+    let kcfg = |k: usize, codebook: usize| kmeans_config(cfg, k, codebook);
     let g_num = split.group_num;
     let t = Instant::now();
     let outlier_codebook = if split.outlier_size > 0 {
@@ -375,11 +378,7 @@ fn quantize_linear_with(
                 let fit =
                     train_column_codebook(&wp, m, n, cols, cfg.vector_len, weights, &kcfg(cfg.num_centroids, 1 + g))
                         .map_err(|e| in_part(e, &format!("group {g} main codebook")))?;
-                if cfg.int8_grid {
-                    snap_if_free(fit)
-                } else {
-                    Ok(fit.codebook)
-                }
+                on_grid_if_asked(cfg, fit)
             })
             .collect::<Result<Vec<Codebook>>>(),
     }?;

@@ -206,10 +206,9 @@ pub fn quantize_model(
                 Method::Vq(cfg) if opts.clamp_centroids && !opts.share_codebooks => {
                     cfg.clamped_to_shape(l.out_features(), l.in_features()).map(drop)
                 }
-                // A shared codebook may hold more centroids than one layer has vectors.
-                Method::Vq(cfg) if opts.share_codebooks => VqConfig { num_centroids: 2, ..cfg.clone() }
-                    .validate_for_shape(l.out_features(), l.in_features())
-                    .map(drop),
+                Method::Vq(cfg) if opts.share_codebooks => {
+                    cfg.validate_for_shape_shared(l.out_features(), l.in_features()).map(drop)
+                }
                 Method::Vq(cfg) => cfg.validate_for_shape(l.out_features(), l.in_features()).map(drop),
                 Method::Scalar(cfg) => cfg.validate(),
             };
