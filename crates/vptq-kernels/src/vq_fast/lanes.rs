@@ -76,14 +76,20 @@ impl Idx for u16 {
 /// known ahead, so the gather latency can be overlapped.
 #[inline(always)]
 pub(crate) fn prefetch<T>(r: &T) {
+    prefetch_ptr((r as *const T).cast());
+}
+
+/// Prefetches the cache line at `p` (any address: a prefetch never faults).
+#[inline(always)]
+pub(crate) fn prefetch_ptr(p: *const i8) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults and `r` is a valid reference; SSE is baseline on x86-64.
+    // SAFETY: a prefetch never faults; SSE is baseline on x86-64.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(p);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = r;
+    let _ = p;
 }
 
 /// Portable lanes: a plain array that LLVM keeps in vector registers when the loops are unrolled.

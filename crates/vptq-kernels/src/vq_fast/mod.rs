@@ -13,8 +13,8 @@
 //!   per-column offset becomes one `Σ_j x_j · offset_j` added to every output row.
 //!
 //! Decode (≤ [`GEMV_MAX_TOKENS`] tokens): for a block of 4 vectors (4·v output rows), walk the group's columns
-//! accumulating `acc[r] += x'_q · (C[I[r,q]] + R[R[r,q]])` in registers, 4 independent gathers in flight; tasks
-//! over blocks of output rows on the caller's rayon pool. Prefill: dequantize a band of rows transposed
+//! accumulating `acc[r] += x'_q · (C[I[r,q]] + R[R[r,q]])` in registers, 4 independent gathers in flight, while
+//! the next block's indices are prefetched; tasks over blocks of output rows on the caller's rayon pool. Prefill: dequantize a band of rows transposed
 //! (`[N, rows]`, raw centroid sums) with the same kernels' loads, then an f32 GEMM with `x'`.
 
 mod kernel;
