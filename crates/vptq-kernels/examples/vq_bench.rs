@@ -1,7 +1,8 @@
 //! Decode/prefill timings of the VPTQ kernels at SmolLM2-135M shapes against dense f32/f16, in one run.
 //!
-//! `cargo run --release -p vptq-kernels --example vq_bench -- [--decode] [blocks] [reps] [configs…]`
-//! (defaults: 30 blocks, 5 repetitions, all configs). A "model" of `blocks` decoder blocks with random weights
+//! `cargo run --release -p vptq-kernels --example vq_bench -- [--decode] [--llama7b] [blocks] [reps] [configs…]`
+//! (defaults: 30 blocks, 5 repetitions, all configs; `--llama7b`: LLaMA-2-7B block shapes instead, where a
+//! k = 65536 codebook is shared by millions of vectors instead of outnumbering them). A "model" of `blocks` decoder blocks with random weights
 //! is built per storage kind so that, as in a real forward pass, weights do not stay in cache between uses.
 //! Configs: f32, f16, v6k4096, v8k65536, v8k65536r256, v4k65536, with `:f32` / `:half` / `:i8` to force the
 //! codebook precision (e.g. `v8k65536:f32`).
@@ -24,6 +25,17 @@ const SHAPES: [(&str, usize, usize); 7] = [
     ("up 1536x576", 1536, 576),
     ("down 576x1536", 576, 1536),
 ];
+/// LLaMA-2-7B decoder block projections `[out, in]`.
+const SHAPES_7B: [(&str, usize, usize); 7] = [
+    ("q 4096x4096", 4096, 4096),
+    ("k 4096x4096", 4096, 4096),
+    ("v 4096x4096", 4096, 4096),
+    ("o 4096x4096", 4096, 4096),
+    ("gate 11008x4096", 11008, 4096),
+    ("up 11008x4096", 11008, 4096),
+    ("down 4096x11008", 4096, 11008),
+];
+type Shapes = [(&'static str, usize, usize); 7];
 const PREFILL_TOKENS: usize = 128;
 
 struct Rng(u64);
@@ -117,7 +129,7 @@ fn vq_layer(rng: &mut Rng, m: usize, n: usize, (v, k, kr): (usize, usize, usize)
     Layer::Vq(Box::new(PreparedVq::new(&VqView::new(&t), prec)))
 }
 
-fn build(config: &str, blocks: usize, rng: &mut Rng) -> Vec<[Layer; 7]> {
+fn build(config: &str, blocks: usize, shapes: &Shapes, rng: &mut Rng) -> Vec<[Layer; 7]> {
     let (name, prec) = match config.split_once(':') {
         Some((n, "f32")) => (n, BookPrecision::F32),
         Some((n, "half")) => (n, BookPrecision::Stored),
@@ -126,7 +138,7 @@ fn build(config: &str, blocks: usize, rng: &mut Rng) -> Vec<[Layer; 7]> {
     };
     (0..blocks)
         .map(|_| {
-            SHAPES.map(|(_, m, n)| match name {
+            shapes.map(|(_, m, n)| match name {
                 "f32" => Layer::Dense(DenseWeight::F32((0..m * n).map(|_| rng.float()).collect())),
                 "f16" => Layer::Dense(DenseWeight::F16((0..m * n).map(|_| f16::from_f32(rng.float())).collect())),
                 other => vq_layer(rng, m, n, vq_params(other).expect("known config"), prec),
@@ -136,15 +148,15 @@ fn build(config: &str, blocks: usize, rng: &mut Rng) -> Vec<[Layer; 7]> {
 }
 
 /// Best-of-`reps` seconds per pass over all blocks, per shape (summed over blocks), for `n` tokens.
-fn time_passes(model: &[[Layer; 7]], n: usize, reps: usize, rng: &mut Rng) -> [f64; 7] {
-    let xs: Vec<Vec<f32>> = SHAPES.iter().map(|&(_, _, k)| (0..n * k).map(|_| rng.float()).collect()).collect();
-    let mut ys: Vec<Vec<f32>> = SHAPES.iter().map(|&(_, m, _)| vec![0f32; n * m]).collect();
+fn time_passes(model: &[[Layer; 7]], shapes: &Shapes, n: usize, reps: usize, rng: &mut Rng) -> [f64; 7] {
+    let xs: Vec<Vec<f32>> = shapes.iter().map(|&(_, _, k)| (0..n * k).map(|_| rng.float()).collect()).collect();
+    let mut ys: Vec<Vec<f32>> = shapes.iter().map(|&(_, m, _)| vec![0f32; n * m]).collect();
     let mut best = [f64::INFINITY; 7];
     for _ in 0..reps {
         let mut pass = [0f64; 7];
         for block in model {
             for (s, layer) in block.iter().enumerate() {
-                let (_, m, k) = SHAPES[s];
+                let (_, m, k) = shapes[s];
                 let t0 = Instant::now();
                 layer.forward(&xs[s], &mut ys[s], n, m, k);
                 pass[s] += t0.elapsed().as_secs_f64();
@@ -160,7 +172,8 @@ fn time_passes(model: &[[Layer; 7]], n: usize, reps: usize, rng: &mut Rng) -> [f
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let decode_only = args.iter().any(|a| a == "--decode");
-    args.retain(|a| a != "--decode");
+    let shapes = if args.iter().any(|a| a == "--llama7b") { &SHAPES_7B } else { &SHAPES };
+    args.retain(|a| a != "--decode" && a != "--llama7b");
     let blocks: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(30);
     let reps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let mut configs: Vec<String> = args.iter().skip(2).cloned().collect();
@@ -171,7 +184,7 @@ fn main() {
     println!("{blocks} blocks, best of {reps}; decode = 1 token, prefill = {PREFILL_TOKENS} tokens");
     let mut summary = Vec::new();
     for config in &configs {
-        let model = build(config, blocks, &mut rng);
+        let model = build(config, blocks, shapes, &mut rng);
         let desc = match &model[0][0] {
             Layer::Vq(p) => p.describe(),
             Layer::Dense(_) => "dense".into(),
@@ -180,11 +193,11 @@ fn main() {
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
             let (dec, pre) = pool.install(|| {
-                let dec = time_passes(&model, 1, reps, &mut rng);
+                let dec = time_passes(&model, shapes, 1, reps, &mut rng);
                 let pre = if decode_only {
                     [f64::NAN; 7]
                 } else {
-                    time_passes(&model[..blocks.min(4)], PREFILL_TOKENS, reps.min(2), &mut rng)
+                    time_passes(&model[..blocks.min(4)], shapes, PREFILL_TOKENS, reps.min(2), &mut rng)
                 };
                 (dec, pre)
             });
@@ -195,7 +208,7 @@ fn main() {
                 let pre_us = pre[s] / blocks.min(4) as f64 * 1e6;
                 println!(
                     "{:<15} {:>10} {:>11.1} {:>8.1} {:>13.0}",
-                    SHAPES[s].0,
+                    shapes[s].0,
                     bytes[s],
                     us,
                     bytes[s] as f64 / us / 1e3,
