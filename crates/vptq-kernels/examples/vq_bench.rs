@@ -1,8 +1,10 @@
 //! Decode/prefill timings of the VPTQ kernels at SmolLM2-135M shapes against dense f32/f16, in one run.
 //!
-//! `cargo run --release -p vptq-kernels --example vq_bench -- [--decode] [--llama7b] [blocks] [reps] [configs…]`
+//! `cargo run --release -p vptq-kernels --example vq_bench -- [--decode] [--llama7b] [--no-chain] [blocks] [reps]
+//! [configs…]`
 //! (defaults: 30 blocks, 5 repetitions, all configs; `--llama7b`: LLaMA-2-7B block shapes instead, where a
-//! k = 65536 codebook is shared by millions of vectors instead of outnumbering them). A "model" of `blocks` decoder blocks with random weights
+//! k = 65536 codebook is shared by millions of vectors instead of outnumbering them; `--no-chain`: layers do not
+//! prefetch the next layer's codebook). A "model" of `blocks` decoder blocks with random weights
 //! is built per storage kind so that, as in a real forward pass, weights do not stay in cache between uses.
 //! Configs: f32, f16, v6k4096, v8k65536, v8k65536r256, v4k65536, with `:f32` / `:half` / `:i8` to force the
 //! codebook precision (e.g. `v8k65536:f32`).
@@ -147,6 +149,20 @@ fn build(config: &str, blocks: usize, shapes: &Shapes, rng: &mut Rng) -> Vec<[La
         .collect()
 }
 
+/// Makes every VQ layer prefetch the codebook of the layer that runs after it, as the model does.
+fn chain_prefetch(model: &mut [[Layer; 7]]) {
+    let mut layers: Vec<&mut Layer> = model.iter_mut().flat_map(|b| b.iter_mut()).collect();
+    for i in 1..layers.len() {
+        let next = match &*layers[i] {
+            Layer::Vq(p) => Some(p.books_span()),
+            Layer::Dense(_) => None,
+        };
+        if let Layer::Vq(p) = &mut *layers[i - 1] {
+            p.prefetch_next(next);
+        }
+    }
+}
+
 /// Best-of-`reps` seconds per pass over all blocks, per shape (summed over blocks), for `n` tokens.
 fn time_passes(model: &[[Layer; 7]], shapes: &Shapes, n: usize, reps: usize, rng: &mut Rng) -> [f64; 7] {
     let xs: Vec<Vec<f32>> = shapes.iter().map(|&(_, _, k)| (0..n * k).map(|_| rng.float()).collect()).collect();
@@ -173,7 +189,8 @@ fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let decode_only = args.iter().any(|a| a == "--decode");
     let shapes = if args.iter().any(|a| a == "--llama7b") { &SHAPES_7B } else { &SHAPES };
-    args.retain(|a| a != "--decode" && a != "--llama7b");
+    let chain = !args.iter().any(|a| a == "--no-chain");
+    args.retain(|a| a != "--decode" && a != "--llama7b" && a != "--no-chain");
     let blocks: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(30);
     let reps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let mut configs: Vec<String> = args.iter().skip(2).cloned().collect();
@@ -184,7 +201,10 @@ fn main() {
     println!("{blocks} blocks, best of {reps}; decode = 1 token, prefill = {PREFILL_TOKENS} tokens");
     let mut summary = Vec::new();
     for config in &configs {
-        let model = build(config, blocks, shapes, &mut rng);
+        let mut model = build(config, blocks, shapes, &mut rng);
+        if chain {
+            chain_prefetch(&mut model);
+        }
         let desc = match &model[0][0] {
             Layer::Vq(p) => p.describe(),
             Layer::Dense(_) => "dense".into(),

@@ -309,3 +309,30 @@ fn codebooks_on_the_int8_grid_run_in_int8_bit_identically() {
         }
     }
 }
+
+#[test]
+fn prefetching_the_next_layer_changes_no_output() {
+    // The hint is only ever prefetched: a live span, a dropped layer's span and none give the same bits.
+    let shape = Shape { m: 96, v: 6, b: 12, r: 4, g: 2, gs: 40, os: 3, v0: 2, k0: 16, perm: true, norm: true };
+    let t = random_tensors(shape.layout(), 5, 0);
+    let next = PreparedVq::new(&VqView::new(&random_tensors(shape.layout(), 6, 0)), BookPrecision::Auto);
+    let dropped =
+        PreparedVq::new(&VqView::new(&random_tensors(shape.layout(), 7, 0)), BookPrecision::Int8).books_span();
+    let mut p = PreparedVq::new(&VqView::new(&t), BookPrecision::Int8);
+    let n = shape.layout().in_features;
+    let mut rng = Rng(9);
+    for tokens in [1, 2, 3] {
+        let x: Vec<f32> = (0..tokens * n).map(|_| rng.float()).collect();
+        let run = |p: &PreparedVq| {
+            let mut y = vec![0f32; tokens * shape.m];
+            p.matmul(&x, &mut y, tokens);
+            y
+        };
+        p.prefetch_next(None);
+        let plain = run(&p);
+        p.prefetch_next(Some(next.books_span()));
+        assert_eq!(run(&p), plain, "{tokens} tokens, live span");
+        p.prefetch_next(Some(dropped));
+        assert_eq!(run(&p), plain, "{tokens} tokens, dropped span");
+    }
+}

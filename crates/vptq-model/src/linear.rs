@@ -10,7 +10,7 @@ use crate::error::{ModelError, Result};
 use vptq_format::vptq::{VqLayout, VqTensors};
 use vptq_kernels::dense::{matmul, DenseWeight};
 use vptq_kernels::vq::VqView;
-use vptq_kernels::vq_fast::{BookPrecision, PreparedVq};
+use vptq_kernels::vq_fast::{BookPrecision, BookSpan, PreparedVq};
 
 /// A dense `[out_features, in_features]` weight with an optional bias.
 #[derive(Debug, Clone)]
@@ -85,6 +85,16 @@ impl VqLinear {
     /// Bias `[out_features]`, if any.
     pub fn bias(&self) -> Option<&[f32]> {
         self.bias.as_deref()
+    }
+
+    /// Where this layer's main codebook lies, for the layer that runs before it.
+    pub fn books_span(&self) -> BookSpan {
+        self.prepared.books_span()
+    }
+
+    /// Prefetch `next` (the codebook of the layer that runs after this one) during this layer's decode.
+    pub fn prefetch_next(&mut self, next: Option<BookSpan>) {
+        self.prepared.prefetch_next(next);
     }
 }
 

@@ -108,7 +108,26 @@ impl Llama {
         head: Option<Linear>,
     ) -> Self {
         let inv_freq = config.inv_freq();
-        Llama { config, embed, blocks, norm, head, inv_freq }
+        let mut model = Llama { config, embed, blocks, norm, head, inv_freq };
+        model.chain_codebook_prefetch();
+        model
+    }
+
+    /// Makes each VPTQ projection prefetch the codebook of the projection that runs after it (decode runs them
+    /// in [`Block::linears`] order, block after block), so that no layer starts on a cold codebook. Call again
+    /// after swapping a projection's storage.
+    pub fn chain_codebook_prefetch(&mut self) {
+        let mut linears: Vec<&mut Linear> =
+            self.blocks.iter_mut().flat_map(|b| b.linears_mut().map(|(_, l)| l)).collect();
+        for i in 0..linears.len() {
+            let next = match linears.get(i + 1).map(|l| &**l) {
+                Some(Linear::Vq(q)) => Some(q.books_span()),
+                _ => None,
+            };
+            if let Linear::Vq(q) = &mut *linears[i] {
+                q.prefetch_next(next);
+            }
+        }
     }
 
     /// Bytes of weights read to decode one token: every projection and the head, plus one embedding row.

@@ -2,7 +2,7 @@
 //! [`Lanes`]/[`Centroid`] and compiled per instruction set; [`dispatch`] picks the instruction set at run time
 //! and the concrete codebook/index types from the prepared form.
 
-use super::lanes::{prefetch, prefetch_ptr, Centroid, Idx, Lanes, Portable};
+use super::lanes::{prefetch, prefetch_ptr, prefetch_ptr_l2, Centroid, Idx, Lanes, Portable};
 use super::{BookW, Books, Isa, PreparedVq, ResIdx, BLOCK};
 
 /// Work on a block range of a prepared layer, generic over the lane and storage types.
@@ -30,12 +30,18 @@ const PREFETCH_COLUMNS: usize = 32;
 /// indices from memory than from L2: the hardware prefetchers do not follow four interleaved row streams far
 /// enough ahead (`vq_bench --decode`, v6-k4096 int8, 1 thread: 355–386 → 247–254 µs per decoder block).
 const NEXT_EVERY: usize = 8;
+/// Bytes of the next layer's codebook prefetched into L2 per [`NEXT_EVERY`] columns. A layer's first lookups
+/// would otherwise fetch its codebook from memory one random line at a time (v6-k4096 int8: 512 lines, about
+/// 28 µs per decoder block once the model no longer fits L3).
+const THEN_BYTES: usize = 128;
 /// Codebooks larger than this (bytes, one group) are prefetched: about what stays in L2 next to the indices.
 const PREFETCH_MIN_BYTES: usize = 256 << 10;
 
 /// `acc[r][t] = Σ_q x_t[q] · (C[idx_r[q]] + R[ridx_r[q]])` for `RS` index rows and `T` tokens, in registers;
 /// `PF`: prefetch main entries [`PREFETCH_COLUMNS`] ahead (worth its instructions only for codebooks that miss L2);
-/// `next`: where the next block's main and residual indices start (prefetched; any address, never read).
+/// `next`: where the next block's main and residual indices start (prefetched; any address, never read);
+/// `then`: a byte range of the next layer's codebook to prefetch into L2, [`THEN_BYTES`] per [`NEXT_EVERY`]
+/// columns (any address, never read).
 ///
 /// # Safety
 /// The CPU must support the extensions `L`'s methods use, and every `idx` entry must be below `cb.len()` (every
@@ -58,6 +64,7 @@ unsafe fn rows<
     idx: [&[u16]; RS],
     ridx: [&[RI]; RS],
     next: (*const i8, *const i8),
+    then: (*const i8, usize),
     xs: [&[f32]; T],
 ) -> [[L; T]; RS] {
     let n = xs[0].len();
@@ -79,6 +86,12 @@ unsafe fn rows<
             prefetch_ptr(next.0.wrapping_add(q * BLOCK * 2));
             if RES {
                 prefetch_ptr(next.1.wrapping_add(q * BLOCK * std::mem::size_of::<RI>()));
+            }
+            let off = q / NEXT_EVERY * THEN_BYTES;
+            if off < then.1 {
+                for line in (0..THEN_BYTES).step_by(64) {
+                    prefetch_ptr_l2(then.0.wrapping_add(off + line));
+                }
             }
         }
         let xv: [L; T] = std::array::from_fn(|t| unsafe { L::splat(xs[t][q]) });
@@ -153,12 +166,21 @@ impl GemvJob<'_> {
                 p.idx.as_ptr().wrapping_add(next_base).cast::<i8>(),
                 ridx.as_ptr().wrapping_add(next_base).cast::<i8>(),
             );
+            // The first task walks the next layer's codebook, block after block, while it runs; one too large to
+            // sit in L2 beside this layer's data is left to the in-loop prefetch of its own layer.
+            let then = match p.then_books {
+                Some(b) if self.vec0 == 0 && c == 0 && b.len <= PREFETCH_MIN_BYTES => {
+                    let done = blk / BLOCK * gs.div_ceil(NEXT_EVERY) * THEN_BYTES;
+                    (b.addr.wrapping_add(done) as *const i8, b.len.saturating_sub(done))
+                }
+                _ => (std::ptr::null(), 0),
+            };
             // SAFETY: forwarded contract.
             let mut acc = unsafe {
                 if std::mem::size_of_val(cbc) > PREFETCH_MIN_BYTES {
-                    rows::<L, C, RC, RI, RES, true, T, RS>(cbc, rcbc, irows, rrows, next, xs)
+                    rows::<L, C, RC, RI, RES, true, T, RS>(cbc, rcbc, irows, rrows, next, then, xs)
                 } else {
-                    rows::<L, C, RC, RI, RES, false, T, RS>(cbc, rcbc, irows, rrows, next, xs)
+                    rows::<L, C, RC, RI, RES, false, T, RS>(cbc, rcbc, irows, rrows, next, then, xs)
                 }
             };
             if !ls.is_empty() {

@@ -92,6 +92,20 @@ pub(crate) fn prefetch_ptr(p: *const i8) {
     let _ = p;
 }
 
+/// Prefetches the cache line at `p` into L2 only (any address: a prefetch never faults), leaving L1 to the data
+/// in use.
+#[inline(always)]
+pub(crate) fn prefetch_ptr_l2(p: *const i8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults; SSE is baseline on x86-64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(p);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Portable lanes: a plain array that LLVM keeps in vector registers when the loops are unrolled.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Portable<const N: usize>([f32; N]);

@@ -102,6 +102,17 @@ impl<const W: usize> BookW<W> {
         }
     }
 
+    /// Address and length in bytes of the entries.
+    fn span(&self) -> (usize, usize) {
+        let addr = match self {
+            BookW::F32(b) => b.as_ptr() as usize,
+            BookW::F16(b) => b.as_ptr() as usize,
+            BookW::Bf16(b) => b.as_ptr() as usize,
+            BookW::I8(b) => b.as_ptr() as usize,
+        };
+        (addr, self.n_bytes())
+    }
+
     fn build(src: WeightView<'_>, v: usize, half: bool) -> Self {
         let pad = |bits: &mut dyn Iterator<Item = u16>| {
             let bits: Vec<u16> = bits.collect();
@@ -232,6 +243,17 @@ pub struct PreparedVq {
     offset: Option<Vec<f32>>,
     outliers: Option<Outliers>,
     isa: Isa,
+    /// The main codebook of the layer that runs after this one, prefetched into L2 during this layer's decode
+    /// GEMV ([`PreparedVq::prefetch_next`]).
+    then_books: Option<BookSpan>,
+}
+
+/// Where a prepared layer's main codebook lies in memory: a prefetch hint for the layer that runs before it. Only
+/// ever prefetched, never read, so a stale span (its layer dropped) is harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookSpan {
+    addr: usize,
+    len: usize,
 }
 
 /// Lane width for vector length `v`.
@@ -322,7 +344,24 @@ impl PreparedVq {
             offset: view.weight_bias.map(<[f32]>::to_vec),
             outliers,
             isa: Isa::Best,
+            then_books: None,
         }
+    }
+
+    /// Where this layer's main codebook lies (for [`PreparedVq::prefetch_next`] on the layer that runs before it).
+    pub fn books_span(&self) -> BookSpan {
+        let (addr, len) = match &self.books {
+            Books::W4(b) => b.main.span(),
+            Books::W8(b) => b.main.span(),
+            Books::W16(b) => b.main.span(),
+        };
+        BookSpan { addr, len }
+    }
+
+    /// Makes this layer's decode GEMV prefetch `next` (the [`PreparedVq::books_span`] of the layer that runs after
+    /// it) into L2, so that the next layer does not start on a cold codebook; `None` stops it.
+    pub fn prefetch_next(&mut self, next: Option<BookSpan>) {
+        self.then_books = next;
     }
 
     /// Restricts the instruction sets the kernels may use (an unavailable one falls back to the next).
