@@ -14,8 +14,9 @@
 //!
 //! Decode (≤ [`GEMV_MAX_TOKENS`] tokens): for a block of 4 vectors (4·v output rows), walk the group's columns
 //! accumulating `acc[r] += x'_q · (C[I[r,q]] + R[R[r,q]])` in registers, 4 independent gathers in flight, while
-//! the next block's indices are prefetched; tasks over blocks of output rows on the caller's rayon pool. Prefill: dequantize a band of rows transposed
-//! (`[N, rows]`, raw centroid sums) with the same kernels' loads, then an f32 GEMM with `x'`.
+//! the next block's indices are prefetched (and, with [`PreparedVq::prefetch_next`], the next layer's codebook
+//! into L2); tasks over blocks of output rows on the caller's rayon pool. Prefill: dequantize a band of rows
+//! transposed (`[N, rows]`, raw centroid sums) with the same kernels' loads, then an f32 GEMM with `x'`.
 
 mod kernel;
 mod lanes;
