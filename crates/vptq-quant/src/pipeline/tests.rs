@@ -102,6 +102,14 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// `results` written as a VPTQ folder (f16 embeddings) and loaded back; the folder lives as long as the `TempDir`.
+fn write_and_load(model: &Llama, results: &[LayerResult]) -> (tempfile::TempDir, Llama) {
+    let dir = tempfile::tempdir().unwrap();
+    write_vptq_folder(model, None, results, serde_json::Value::Null, EmbedStorage::F16, dir.path(), true).unwrap();
+    let loaded = load_hf_weights(dir.path(), &LoadOptions::default()).unwrap();
+    (dir, loaded)
+}
+
 #[test]
 fn capture_forward_matches_the_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,9 +282,7 @@ fn layer_overrides_give_matching_layers_their_own_configuration() {
         assert_eq!(fingerprint(std::slice::from_ref(r)), fingerprint(std::slice::from_ref(same)), "{}", r.module);
     }
     // The mixed folder loads, each layer with its own shape.
-    let out = tempfile::tempdir().unwrap();
-    write_vptq_folder(&model, None, &mixed, serde_json::Value::Null, EmbedStorage::F16, out.path(), true).unwrap();
-    let loaded = load_hf_weights(out.path(), &LoadOptions::default()).unwrap();
+    let (_dir, loaded) = write_and_load(&model, &mixed);
     let tokens = &calib()[1];
     let d = max_abs_diff(&logits(&loaded, tokens), &logits(&with_dense(&model, &mixed, spec_dequant), tokens));
     assert!(d < 1e-4, "mixed folder vs spec dequantization: {d}");
@@ -315,9 +321,7 @@ fn shared_codebooks_are_one_per_kind_and_may_exceed_a_layers_vectors() {
         assert_eq!(a.main_codebook_bits(), 256 * 4 * 16);
     }
     // The folder stores it in every layer, as the HF layout needs, and loads.
-    let out = tempfile::tempdir().unwrap();
-    write_vptq_folder(&model, None, &shared, serde_json::Value::Null, EmbedStorage::F16, out.path(), true).unwrap();
-    let loaded = load_hf_weights(out.path(), &LoadOptions::default()).unwrap();
+    let (_dir, loaded) = write_and_load(&model, &shared);
     let tokens = &calib()[3];
     let d = max_abs_diff(&logits(&loaded, tokens), &logits(&with_dense(&model, &shared, spec_dequant), tokens));
     assert!(d < 1e-4, "shared-codebook folder vs spec dequantization: {d}");
@@ -370,9 +374,7 @@ fn weights_from_few_vectors_quantize_losslessly() {
             quantized.iter().map(|q| (q.module.as_str(), q.stats.proxy_err)).collect::<Vec<_>>()
         );
     }
-    let out = tempfile::tempdir().unwrap();
-    write_vptq_folder(&model, None, &quantized, serde_json::Value::Null, EmbedStorage::F16, out.path(), true).unwrap();
-    let loaded = load_hf_weights(out.path(), &LoadOptions::default()).unwrap();
+    let (_dir, loaded) = write_and_load(&model, &quantized);
     let tokens = &calib()[3];
     let d = max_abs_diff(&logits(&loaded, tokens), &logits(&model, tokens));
     assert!(d < 1e-4, "lossless setup: {d}");
@@ -552,13 +554,10 @@ fn scalar_baselines_run_through_the_pipeline_and_load_as_dense() {
         assert_eq!(results.len(), 7 * LAYERS);
         assert!(results.iter().all(|r| matches!(r.weights, LayerWeights::Dense(_))));
         assert!(results.iter().all(|r| r.bits_per_weight() > bits + 1.0 && r.bits_per_weight() < bits + 4.5));
-        let out = tempfile::tempdir().unwrap();
-        write_vptq_folder(&model, None, &results, serde_json::Value::Null, EmbedStorage::F16, out.path(), true)
-            .unwrap();
+        let (out, loaded) = write_and_load(&model, &results);
         let config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.path().join("config.json")).unwrap()).unwrap();
         assert!(config.get("quantization_config").is_none(), "no VPTQ layer: a plain dense folder");
-        let loaded = load_hf_weights(out.path(), &LoadOptions::default()).unwrap();
         let tokens = &calib()[1];
         let want = logits(&with_dense(&model, &results, LayerResult::dequantized), tokens);
         assert!(max_abs_diff(&logits(&loaded, tokens), &want) < 1e-4, "{name}");
@@ -617,12 +616,7 @@ fn int8_codebook_storage_halves_codebook_bytes_and_loads_bit_identically() {
         }
     }
     assert!(snapped > 0, "the random model's codebooks have distortion to spare");
-    let (f16_dir, int8_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for (dir, results) in [(&f16_dir, &f16s), (&int8_dir, &int8s)] {
-        write_vptq_folder(&model, None, results, serde_json::Value::Null, EmbedStorage::F16, dir.path(), true).unwrap();
-    }
-    let a = load_hf_weights(f16_dir.path(), &LoadOptions::default()).unwrap();
-    let b = load_hf_weights(int8_dir.path(), &LoadOptions::default()).unwrap();
+    let ((_f16_dir, a), (_int8_dir, b)) = (write_and_load(&model, &f16s), write_and_load(&model, &int8s));
     let tokens = &calib()[2];
     let (la, lb) = (logits(&a, tokens), logits(&b, tokens));
     assert!(la.iter().zip(&lb).all(|(x, y)| x.to_bits() == y.to_bits()), "same values, same kernels");
@@ -655,10 +649,7 @@ fn residual_outliers_and_groups_end_to_end() {
         let opts =
             QuantizeOptions { include: &include, clamp_centroids: true, ..options(&method, CalibMode::Sequential) };
         let results = quantize_model(&model, &calib(), &opts, &mut |_| {}).unwrap();
-        let out = tempfile::tempdir().unwrap();
-        write_vptq_folder(&model, None, &results, serde_json::Value::Null, EmbedStorage::F16, out.path(), true)
-            .unwrap();
-        let loaded = load_hf_weights(out.path(), &LoadOptions::default()).unwrap();
+        let (_dir, loaded) = write_and_load(&model, &results);
         let Linear::Vq(q) = &loaded.blocks[0].q_proj else { panic!("q_proj is VPTQ") };
         let l = q.layout();
         assert_eq!((l.num_res_centroids, l.outlier_size > 0, l.group_num), (residual, outliers > 0.0, groups));
