@@ -28,7 +28,7 @@ const PREFETCH_COLUMNS: usize = 32;
 /// Columns per prefetched line of the next block's indices: a block's main indices take `BLOCK · 2` bytes per
 /// column, so 8 columns are one 64-byte line. Without this prefetch the decode GEMV ran about 1.4× slower on
 /// indices from memory than from L2: the hardware prefetchers do not follow four interleaved row streams far
-/// enough ahead (`vq_bench --decode`, v6-k4096 int8, 1 thread: 355–386 → 247–254 µs per decoder block).
+/// enough ahead (`vq_bench --decode`, v6-k4096 int8, 1 thread: 352–386 → 247–254 µs per decoder block).
 const NEXT_EVERY: usize = 8;
 /// Bytes of the next layer's codebook prefetched into L2 per [`NEXT_EVERY`] columns. A layer's first lookups
 /// would otherwise fetch its codebook from memory one random line at a time (v6-k4096 int8: 512 lines, about

@@ -79,28 +79,25 @@ pub(crate) fn prefetch<T>(r: &T) {
     prefetch_ptr((r as *const T).cast());
 }
 
-/// Prefetches the cache line at `p` (any address: a prefetch never faults).
+/// Prefetches the cache line at `p` into L1 (any address: a prefetch never faults).
 #[inline(always)]
 pub(crate) fn prefetch_ptr(p: *const i8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults; SSE is baseline on x86-64.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    prefetch_hint::<3>(p);
 }
 
-/// Prefetches the cache line at `p` into L2 only (any address: a prefetch never faults), leaving L1 to the data
-/// in use.
+/// Prefetches the cache line at `p` into L2 only (any address), leaving L1 to the data in use.
 #[inline(always)]
 pub(crate) fn prefetch_ptr_l2(p: *const i8) {
+    prefetch_hint::<2>(p);
+}
+
+/// `_mm_prefetch` with hint `H` (3: T0, into L1; 2: T1, into L2); nothing off x86-64.
+#[inline(always)]
+fn prefetch_hint<const H: i32>(p: *const i8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults; SSE is baseline on x86-64.
     unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        _mm_prefetch::<_MM_HINT_T1>(p);
+        std::arch::x86_64::_mm_prefetch::<H>(p);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
