@@ -374,6 +374,7 @@ pub type Q8DotFn = fn(&[f32], &[i8], &[f32], usize, usize) -> f32;
 /// Each implementation the CPU supports, by name, for parity tests.
 #[doc(hidden)]
 pub fn q8_dot_impls() -> Vec<(&'static str, Q8DotFn)> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut v: Vec<(&'static str, Q8DotFn)> = vec![("portable", dot_q8_portable)];
     #[cfg(target_arch = "x86_64")]
     {

@@ -185,8 +185,14 @@ fn shapes() -> impl Strategy<Value = (Shape, u8)> {
         })
 }
 
+/// Proptest cases: 160, or `VPTQ_PROPTEST_CASES` (scripts/test_aarch64.sh lowers it: qemu runs these tests about
+/// 60× slower).
+fn cases() -> u32 {
+    std::env::var("VPTQ_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(160)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(160))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn fast_paths_match_reference((shape, p) in shapes(), seed in any::<u64>(), nt in 1usize..=6) {

@@ -343,6 +343,12 @@ pub(super) fn dispatch<J: Job>(p: &PreparedVq, job: J) {
             return unsafe { avx2(p, job) };
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    if p.isa != Isa::Portable {
+        use super::neon::Neon;
+        // SAFETY: NEON is baseline on aarch64.
+        return unsafe { select!(p, job, Neon<1>, Neon<2>, Neon<4>) };
+    }
     // SAFETY: portable lanes need no CPU extension.
     unsafe { select!(p, job, Portable<4>, Portable<8>, Portable<16>) }
 }

@@ -1,9 +1,10 @@
 //! The SIMD vocabulary of the VQ kernels: a register of `W` f32 lanes ([`Lanes`]) and a codebook entry padded to
 //! `W` elements that loads into one ([`Centroid`]), in f32, f16, bf16 or int8 (scaled per lane by the caller).
 //!
-//! One generic kernel body is compiled per instruction set: plain arrays (portable; LLVM vectorizes them, NEON on
-//! aarch64) and, on x86-64, `__m128` / `__m256` / two `__m256` for W = 4 / 8 / 16 under AVX2+FMA+F16C (also
-//! compiled with AVX-512VL enabled, which gives it 32 registers).
+//! One generic kernel body is compiled per instruction set: plain arrays (portable; LLVM vectorizes them for the
+//! build's baseline), on x86-64 `__m128` / `__m256` / two `__m256` for W = 4 / 8 / 16 under AVX2+FMA+F16C (also
+//! compiled with AVX-512VL enabled, which gives it 32 registers), and on aarch64 one, two or four NEON registers
+//! (`super::neon`).
 
 use half::{bf16, f16};
 
@@ -91,7 +92,8 @@ pub(crate) fn prefetch_ptr_l2(p: *const i8) {
     prefetch_hint::<2>(p);
 }
 
-/// `_mm_prefetch` with hint `H` (3: T0, into L1; 2: T1, into L2); nothing off x86-64.
+/// A prefetch with hint `H` (3: into L1; 2: into L2): `_mm_prefetch` T0/T1 on x86-64, `PRFM PLDL1KEEP/PLDL2KEEP`
+/// on aarch64, nothing elsewhere.
 #[inline(always)]
 fn prefetch_hint<const H: i32>(p: *const i8) {
     #[cfg(target_arch = "x86_64")]
@@ -99,7 +101,16 @@ fn prefetch_hint<const H: i32>(p: *const i8) {
     unsafe {
         std::arch::x86_64::_mm_prefetch::<H>(p);
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: PRFM never faults and writes nothing.
+    unsafe {
+        if H == 3 {
+            std::arch::asm!("prfm pldl1keep, [{p}]", p = in(reg) p, options(nostack, readonly, preserves_flags));
+        } else {
+            std::arch::asm!("prfm pldl2keep, [{p}]", p = in(reg) p, options(nostack, readonly, preserves_flags));
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let _ = p;
 }
 

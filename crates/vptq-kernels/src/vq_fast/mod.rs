@@ -20,6 +20,8 @@
 
 mod kernel;
 mod lanes;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 use crate::dense::{gemm_f32_kn, WeightView};
 use crate::simd;
@@ -65,10 +67,10 @@ pub enum BookPrecision {
 /// Instruction sets the kernels may use (for tests and benchmarks; the default picks the best available).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isa {
-    /// AVX-512VL, else AVX2+FMA+F16C, else portable.
+    /// AVX-512VL, else AVX2+FMA+F16C, else portable; NEON on aarch64.
     #[default]
     Best,
-    /// AVX2+FMA+F16C if present, else portable.
+    /// AVX2+FMA+F16C if present, else portable; NEON on aarch64 (the same as [`Isa::Best`] there).
     Avx2,
     /// Plain Rust (vectorized by the compiler for the build's baseline).
     Portable,
