@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Cross-builds vptq-kernels for aarch64, lints it (clippy -D warnings: the aarch64-only code paths) and runs its
-# tests (the NEON kernels against the scalar references) under qemu-user. The rustup toolchains here carry only
-# the x86-64 standard library, so the build runs in a Debian sid chroot, whose packaged rustc is new enough for
-# the workspace and ships an arm64 std.
+# Lints the workspace for aarch64 (clippy -D warnings: the aarch64-only code paths) and runs the kernels crate's
+# tests there (the NEON kernels against the scalar references) under qemu-user. The rustup toolchains here carry
+# only the x86-64 standard library, so the build runs in a Debian sid chroot, whose packaged rustc is new enough
+# for the workspace and ships an arm64 std.
 #
 # Needs root (debootstrap, chroot, bind mounts). The chroot is built once (about two minutes) and kept in
 # $VPTQ_AARCH64_ROOT (default /var/cache/vptq/aarch64-sid), with its build cache.
@@ -85,6 +85,6 @@ chroot "$root" env -i PATH=/usr/bin:/bin HOME=/root SSL_CERT_FILE=/root/ca.crt C
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
     VPTQ_PROPTEST_CASES="${VPTQ_PROPTEST_CASES:-8}" \
-    bash -c 'set -e; cd /src; t=(--locked --release --target aarch64-unknown-linux-gnu -p vptq-kernels)
-        cargo clippy "${t[@]}" --all-targets -- -D warnings
-        cargo test "${t[@]}" "$@"' _ "$@"
+    bash -c 'set -e; cd /src; t=(--locked --release --target aarch64-unknown-linux-gnu)
+        cargo clippy "${t[@]}" --workspace --all-targets -- -D warnings
+        cargo test "${t[@]}" -p vptq-kernels "$@"' _ "$@"

@@ -475,6 +475,7 @@ impl ScanKernel {
     /// Every kernel this CPU can run (for parity tests and timings).
     #[cfg(test)]
     fn available() -> Vec<Self> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut all = vec![ScanKernel::Portable];
         #[cfg(target_arch = "x86_64")]
         {
