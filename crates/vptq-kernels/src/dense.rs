@@ -6,6 +6,7 @@
 //! table and the head) take the same two paths: their own SIMD dot in the GEMV, widened bands in prefill.
 
 use crate::q8::{Q8View, Q8Weight};
+use crate::q8_gemv::Q8Act;
 use crate::simd;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -174,36 +175,47 @@ pub fn matmul(x: &[f32], w: WeightView<'_>, y: &mut [f32], n: usize, in_features
 }
 
 fn gemv(x: &[f32], w: WeightView<'_>, y: &mut [f32], n: usize, in_features: usize, out_features: usize) {
-    if n == 1 {
-        y.par_chunks_mut(GEMV_ROWS_PER_TASK).enumerate().for_each(|(task, ys)| {
-            let row0 = task * GEMV_ROWS_PER_TASK;
-            for (r, yv) in ys.iter_mut().enumerate() {
-                *yv = w.dot(x, (row0 + r) * in_features);
+    if let WeightView::Q8(q) = w {
+        // Integer dots need each row inside one scale group; a non-finite activation keeps the f32 path.
+        if q.group() % in_features == 0 {
+            if let Some(acts) = x.chunks_exact(in_features).map(Q8Act::new).collect::<Option<Vec<_>>>() {
+                gemv_bands(y, n, out_features, |t, row0, out| q.gemv_act(&acts[t], row0, out));
+                return;
             }
-        });
+        }
+    }
+    gemv_bands(y, n, out_features, |t, row0, out| {
+        let xt = &x[t * in_features..(t + 1) * in_features];
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = w.dot(xt, (row0 + r) * in_features);
+        }
+    });
+}
+
+/// `y[t, row0..row0 + out.len()]` = `band(t, row0, out)` for `n` tokens, threads over bands of output rows.
+fn gemv_bands(y: &mut [f32], n: usize, out_features: usize, band: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    if n == 1 {
+        y.par_chunks_mut(GEMV_ROWS_PER_TASK).enumerate().for_each(|(task, ys)| band(0, task * GEMV_ROWS_PER_TASK, ys));
         return;
     }
-    // Several tokens: compute [rows, n] per task (each weight row read once for all tokens), then transpose.
+    // Several tokens: each task computes its band for every token while the band's weights are in cache.
     let parts: Vec<Vec<f32>> = (0..out_features.div_ceil(GEMV_ROWS_PER_TASK))
         .into_par_iter()
         .map(|task| {
             let row0 = task * GEMV_ROWS_PER_TASK;
             let rows = GEMV_ROWS_PER_TASK.min(out_features - row0);
-            let mut part = vec![0f32; rows * n]; // [rows, n]
-            for r in 0..rows {
-                for t in 0..n {
-                    part[r * n + t] = w.dot(&x[t * in_features..(t + 1) * in_features], (row0 + r) * in_features);
-                }
+            let mut part = vec![0f32; n * rows]; // [n, rows]
+            for (t, pt) in part.chunks_exact_mut(rows).enumerate() {
+                band(t, row0, pt);
             }
             part
         })
         .collect();
     for (task, part) in parts.iter().enumerate() {
         let row0 = task * GEMV_ROWS_PER_TASK;
-        for (r, chunk) in part.chunks_exact(n).enumerate() {
-            for (t, v) in chunk.iter().enumerate() {
-                y[t * out_features + row0 + r] = *v;
-            }
+        let rows = part.len() / n;
+        for (t, chunk) in part.chunks_exact(rows).enumerate() {
+            y[t * out_features + row0..][..rows].copy_from_slice(chunk);
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod dense;
 pub mod ops;
 pub mod q8;
+pub mod q8_gemv;
 pub mod reference;
 mod simd;
 pub mod vq;
@@ -17,4 +18,4 @@ pub mod vq_fast;
 
 pub use dense::{matmul, DenseWeight, WeightView};
 pub use q8::{Q8Error, Q8View, Q8Weight};
-pub use simd::dot_f32;
+pub use simd::{axpys_f32_strided, dot_f32, dots_f32_strided};

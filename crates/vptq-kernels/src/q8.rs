@@ -9,9 +9,10 @@
 //! The GEMV reads 1 byte per weight instead of 2 (f16) or 4 (f32): on SmolLM2-135M (vocab 49152 × 576) the
 //! tied head is 28 MB in int8, the largest single read of a decode step once the projections are 2-bit. The
 //! dot product widens int8 to f32 in registers (AVX-512 or AVX2, detected at run time; a portable loop
-//! elsewhere), accumulates each group in f32 and multiplies by the group's scale once. Activations stay f32:
-//! decode is memory-bound, so quantizing them to int8 for integer dot products would save nothing measurable
-//! and cost accuracy. Prefill widens row tiles to f32 and uses the f32 GEMM (`dense::matmul`).
+//! elsewhere), accumulates each group in f32 and multiplies by the group's scale once. The decode GEMV uses
+//! integer dots against 15-bit activations instead when each row lies in one group ([`crate::q8_gemv`]): the
+//! f32 widening made the head compute bound. Prefill widens row tiles to f32 and uses the f32 GEMM
+//! (`dense::matmul`).
 
 use std::fmt;
 
@@ -147,6 +148,21 @@ pub struct Q8View<'a> {
 }
 
 impl<'a> Q8View<'a> {
+    /// The int8 values.
+    pub fn values(&self) -> &'a [i8] {
+        self.values
+    }
+
+    /// One scale per group.
+    pub fn scales(&self) -> &'a [f32] {
+        self.scales
+    }
+
+    /// Elements per scale.
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.values.len()

@@ -173,3 +173,81 @@ pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
 pub fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
     widen_bf16(src, dst);
 }
+
+/// `out[j] = q · k[j·stride..][..q.len()]`: the attention scores of one query head over the cached keys.
+#[inline(always)]
+fn dots_strided_body<const FMA: bool>(q: &[f32], k: &[f32], stride: usize, out: &mut [f32]) {
+    let d = q.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot_f32_body::<FMA>(q, &k[j * stride..j * stride + d]);
+    }
+}
+
+/// `o += Σ_j p[j] · v[j·stride..][..o.len()]`: one head's attention-weighted sum of the cached values.
+#[inline(always)]
+fn axpys_strided_body<const FMA: bool>(p: &[f32], v: &[f32], stride: usize, o: &mut [f32]) {
+    // A register-sized slice of `o` at a time, accumulated over every row: updating all of `o` row after row
+    // would store and reload it once per row.
+    for (c, oc) in o.chunks_mut(LANES).enumerate() {
+        let (off, w) = (c * LANES, oc.len());
+        if w == LANES {
+            let mut acc = [0f32; LANES];
+            acc.copy_from_slice(oc);
+            for (j, &pj) in p.iter().enumerate() {
+                let vj = &v[j * stride + off..j * stride + off + LANES];
+                for l in 0..LANES {
+                    acc[l] = if FMA { pj.mul_add(vj[l], acc[l]) } else { acc[l] + pj * vj[l] };
+                }
+            }
+            oc.copy_from_slice(&acc);
+        } else {
+            for (j, &pj) in p.iter().enumerate() {
+                for (a, &b) in oc.iter_mut().zip(&v[j * stride + off..j * stride + off + w]) {
+                    *a += pj * b;
+                }
+            }
+        }
+    }
+}
+
+macro_rules! dispatch_strided {
+    ($(#[$doc:meta])* $pub_name:ident, $body:ident, $a:ident: $at:ty, $b:ident: $bt:ty) => {
+        $(#[$doc])*
+        ///
+        /// # Panics
+        /// If a strided row lies outside the slice.
+        pub fn $pub_name($a: $at, $b: &[f32], stride: usize, out: $bt) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn avx512($a: $at, $b: &[f32], stride: usize, out: $bt) {
+                    $body::<true>($a, $b, stride, out)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($a: $at, $b: &[f32], stride: usize, out: $bt) {
+                    $body::<true>($a, $b, stride, out)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features the function is compiled for were detected at run time.
+                    return unsafe { avx512($a, $b, stride, out) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($a, $b, stride, out) };
+                }
+            }
+            $body::<false>($a, $b, stride, out)
+        }
+    };
+}
+dispatch_strided!(
+    /// `out[j] = q · k[j·stride..][..q.len()]` (one feature dispatch for all rows, unlike `dot_f32` per row).
+    dots_f32_strided, dots_strided_body, q: &[f32], k: &mut [f32]
+);
+dispatch_strided!(
+    /// `out += Σ_j p[j] · v[j·stride..][..out.len()]`.
+    axpys_f32_strided, axpys_strided_body, p: &[f32], v: &mut [f32]
+);

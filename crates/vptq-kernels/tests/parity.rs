@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use vptq_kernels::dense::{matmul, matmul_ab_strided, matmul_abt_strided, DenseWeight};
 use vptq_kernels::ops::{rmsnorm, rope, silu_mul, softmax, RopeLayout};
 use vptq_kernels::reference::*;
+use vptq_kernels::{axpys_f32_strided, dots_f32_strided};
 
 fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
     // xorshift: deterministic values in [-1, 1) without a dependency.
@@ -72,6 +73,24 @@ proptest! {
         let want = matmul_ref(&p, &vt, n, m, k);
         let got: Vec<f32> = (0..n).flat_map(|r| out[r * a_rs..r * a_rs + k].to_vec()).collect();
         assert_close(&got, &want, 1e-4);
+    }
+
+    #[test]
+    fn decode_attention_dots_match_reference(m in 1usize..40, d in 1usize..100, pad in 0usize..9, seed in 0u64..1000) {
+        // Scores q·K_jᵀ and the weighted sum Σ_j p_j·V_j over rows of a strided cache, as decode attention uses
+        // them (d up to 100 covers the register-sized chunks of 32 and their tails).
+        let rs = d + pad;
+        let (q, kv, p) = (rand_vec(seed, d), rand_vec(seed + 1, m * rs), rand_vec(seed + 2, m));
+        let mut scores = vec![0f32; m];
+        dots_f32_strided(&q, &kv, rs, &mut scores);
+        let dense: Vec<f32> = (0..m).flat_map(|r| kv[r * rs..r * rs + d].to_vec()).collect();
+        assert_close(&scores, &matmul_ref(&q, &dense, 1, d, m), 1e-5);
+        let start = rand_vec(seed + 3, d);
+        let mut out = start.clone();
+        axpys_f32_strided(&p, &kv, rs, &mut out);
+        let vt: Vec<f32> = (0..d).flat_map(|c| (0..m).map(|r| dense[r * d + c]).collect::<Vec<_>>()).collect();
+        let want: Vec<f32> = matmul_ref(&p, &vt, 1, m, d).iter().zip(&start).map(|(a, b)| a + b).collect();
+        assert_close(&out, &want, 1e-5);
     }
 
     #[test]

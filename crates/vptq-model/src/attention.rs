@@ -6,8 +6,8 @@
 
 use rayon::prelude::*;
 use vptq_kernels::dense::{matmul_ab_strided, matmul_abt_strided};
-use vptq_kernels::dot_f32;
 use vptq_kernels::ops::softmax;
+use vptq_kernels::{axpys_f32_strided, dots_f32_strided};
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -53,10 +53,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape) -> Vec<f32> {
             if rows <= FEW_ROWS {
                 // Decode: a GEMM call per head costs more in setup than these few dot products.
                 for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-                    let qi = &q_block[i * q_dim..i * q_dim + head_dim];
-                    for (j, s) in row.iter_mut().enumerate() {
-                        *s = dot_f32(qi, &k[j * kv_dim + kvh * head_dim..j * kv_dim + (kvh + 1) * head_dim]);
-                    }
+                    dots_f32_strided(&q_block[i * q_dim..i * q_dim + head_dim], &k[kvh * head_dim..], kv_dim, row);
                 }
             } else {
                 matmul_abt_strided(q_block, q_dim, &k[kvh * head_dim..], kv_dim, &mut scores, rows, len, head_dim);
@@ -72,12 +69,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape) -> Vec<f32> {
             let mut out = vec![0f32; rows * head_dim]; // [rows, head_dim]
             if rows <= FEW_ROWS {
                 for (p_row, o) in scores.chunks_exact(len).zip(out.chunks_exact_mut(head_dim)) {
-                    for (j, &p) in p_row.iter().enumerate() {
-                        let vj = &v[j * kv_dim + kvh * head_dim..j * kv_dim + (kvh + 1) * head_dim];
-                        for (a, b) in o.iter_mut().zip(vj) {
-                            *a += p * b;
-                        }
-                    }
+                    axpys_f32_strided(p_row, &v[kvh * head_dim..], kv_dim, o);
                 }
             } else {
                 matmul_ab_strided(&scores, &v[kvh * head_dim..], kv_dim, &mut out, head_dim, rows, len, head_dim);
