@@ -10,20 +10,13 @@ use vptq_kernels::dense::{matmul, DenseWeight};
 use vptq_kernels::q8::Q8Weight;
 use vptq_kernels::q8_gemv::Q8Act;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::rand_vec;
+
 const ROWS: usize = 49152;
 const COLS: usize = 576;
-
-fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 /// Runs each job `reps` times, the jobs alternating so that a noisy host slows them alike; returns each job's
 /// fastest time in seconds.

@@ -19,7 +19,7 @@ use crate::q8::Q8View;
 pub const ACT_MAX: f32 = 16383.0;
 
 /// One token's activations, quantized for [`Q8View::dot_act`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Q8Act {
     /// `x_q`, `|x_q| ≤ 16383`.
     q: Vec<i16>,
@@ -36,26 +36,19 @@ pub struct Q8Act {
 impl Q8Act {
     /// Quantizes `x`; `None` when an element is not finite (the caller keeps the f32 path, which propagates it).
     pub fn new(x: &[f32]) -> Option<Self> {
-        let mut a = Q8Act::default();
-        a.set(x).then_some(a)
-    }
-
-    /// Re-quantizes into the existing buffers; false (and the contents unspecified) when an element is not finite.
-    pub fn set(&mut self, x: &[f32]) -> bool {
         if !x.iter().all(|v| v.is_finite()) {
-            return false;
+            return None;
         }
         let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        self.scale = amax / ACT_MAX;
         let inv = if amax > 0.0 { ACT_MAX / amax } else { 0.0 };
-        self.q.clear();
-        self.q.extend(x.iter().map(|v| (v * inv).round().clamp(-ACT_MAX, ACT_MAX) as i16));
-        self.hi.clear();
-        self.hi.extend(self.q.iter().map(|&v| (v >> 7) as i8));
-        self.lo.clear();
-        self.lo.extend(self.q.iter().map(|&v| (v & 0x7f) as i8));
-        self.sum = self.q.iter().map(|&v| v as i64).sum();
-        true
+        let q: Vec<i16> = x.iter().map(|v| (v * inv).round().clamp(-ACT_MAX, ACT_MAX) as i16).collect();
+        Some(Q8Act {
+            hi: q.iter().map(|&v| (v >> 7) as i8).collect(),
+            lo: q.iter().map(|&v| (v & 0x7f) as i8).collect(),
+            sum: q.iter().map(|&v| v as i64).sum(),
+            scale: amax / ACT_MAX,
+            q,
+        })
     }
 
     /// Number of activations.

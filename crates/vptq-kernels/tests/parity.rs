@@ -7,18 +7,9 @@ use vptq_kernels::ops::{rmsnorm, rope, silu_mul, softmax, RopeLayout};
 use vptq_kernels::reference::*;
 use vptq_kernels::{axpys_f32_strided, dots_f32_strided};
 
-fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
-    // xorshift: deterministic values in [-1, 1) without a dependency.
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+mod common;
+
+use common::rand_vec;
 
 fn assert_close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len());

@@ -9,17 +9,9 @@ use vptq_kernels::q8::{q8_dot_impls, Q8Error, Q8Weight};
 use vptq_kernels::q8_gemv::ACT_MAX;
 use vptq_kernels::reference::matmul_ref;
 
-fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+mod common;
+
+use common::rand_vec;
 
 /// Element `i` of the stored weight, written from the definition `q · scale[i / group]`.
 fn deq(w: &Q8Weight, i: usize) -> f32 {

@@ -6,17 +6,9 @@ use proptest::prelude::*;
 use vptq_kernels::q8::Q8Weight;
 use vptq_kernels::q8_gemv::{dot_int_impls, dot_int_rows, Q8Act, ACT_MAX};
 
-fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+mod common;
+
+use common::rand_vec;
 
 /// Random int8 values covering the whole range, −128 included (a stored file may hold it).
 fn rand_i8(seed: u64, n: usize) -> Vec<i8> {
