@@ -18,16 +18,19 @@ use crate::q8::Q8View;
 /// Largest magnitude of a quantized activation: `128·127 + 127`, so the split into `h`, `l` fits bytes.
 pub const ACT_MAX: f32 = 16383.0;
 
-/// One token's activations, quantized for [`Q8View::dot_act`].
+/// One token's activations, quantized for [`Q8View::gemv_act`]; `hi`, `lo` and `sum` serve the x86-64 VNNI path only.
 #[derive(Debug, Clone)]
 pub struct Q8Act {
     /// `x_q`, `|x_q| ≤ 16383`.
     q: Vec<i16>,
     /// High bytes `h = ⌊x_q / 128⌋` (floor), for the VNNI path.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     hi: Vec<i8>,
     /// Low bytes `l = x_q − 128·h ∈ [0, 127]`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     lo: Vec<i8>,
     /// `Σ x_q`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     sum: i64,
     /// `s_x`.
     scale: f32,
