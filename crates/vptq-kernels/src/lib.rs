@@ -18,4 +18,4 @@ pub mod vq_fast;
 
 pub use dense::{matmul, DenseWeight, WeightView};
 pub use q8::{Q8Error, Q8View, Q8Weight};
-pub use simd::{axpys_f32_strided, dot_f32, dots_f32_strided};
+pub use simd::{axpys_f32_strided, dot_f32, dots_f32_strided, exp_approx};

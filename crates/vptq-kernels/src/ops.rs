@@ -59,22 +59,9 @@ pub fn rope(x: &mut [f32], positions: &[usize], n_heads: usize, head_dim: usize,
     }
 }
 
-/// In-place softmax of one row; entries equal to `-inf` become 0.
+/// In-place softmax of one row; entries equal to `-inf` become 0 (vectorized: [`crate::simd::softmax_f32`]).
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        x.fill(0.0);
-        return;
-    }
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
+    crate::simd::softmax_f32(x);
 }
 
 /// SwiGLU: `gate[i] = silu(gate[i]) · up[i]`, in place in `gate`.

@@ -1,4 +1,4 @@
-//! Dot products with run-time CPU feature dispatch.
+//! Dot products and the softmax with run-time CPU feature dispatch.
 //!
 //! The loops are plain Rust written so LLVM vectorizes them; compiling the same body under
 //! `#[target_feature]` gives AVX-512 / AVX2+FMA+F16C code on machines that have it while the binary still runs
@@ -281,3 +281,93 @@ dispatch_strided!(
     /// `out += Σ_j p[j] · v[j·stride..][..out.len()]`.
     axpys_f32_strided, axpys_strided_body, p: &[f32], v: &mut [f32]
 );
+
+/// `e^x` from f32 and integer arithmetic only, so that loops over it vectorize (libm's `expf` is one call per
+/// element). `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2` (`ln 2` split in two parts so that `n·ln 2` is exact enough),
+/// `e^r` by the Cephes degree-6 polynomial, and `2^n` written into the exponent bits. Within a few ulp of `exp`
+/// from about −87.3 to 88.3; exactly 0 below −87.3 (a masked −∞ included), and `x` is clamped at 88.3 above
+/// (the softmax only passes `x ≤ 0`).
+#[inline(always)]
+pub fn exp_approx(x: f32) -> f32 {
+    // Adding 1.5·2^23 rounds to an integer held in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let xc = x.min(88.3);
+    let t = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r
+        + 0.5;
+    let e_r = p * (r * r) + r + 1.0;
+    // t's bits are those of 1.5·2^23 plus n; n + 127 is the biased exponent of 2^n (1…254 here).
+    let pow2n = f32::from_bits(((t.to_bits() as i32 - 0x4B40_0000 + 127) << 23) as u32);
+    if x < -87.3 {
+        0.0
+    } else {
+        e_r * pow2n
+    }
+}
+
+/// Lanes of the softmax's running maximum and sum.
+const SOFTMAX_LANES: usize = 16;
+
+#[inline(always)]
+fn softmax_body(x: &mut [f32]) {
+    let mut lanes = [f32::NEG_INFINITY; SOFTMAX_LANES];
+    let mut chunks = x.chunks_exact(SOFTMAX_LANES);
+    for c in &mut chunks {
+        for l in 0..SOFTMAX_LANES {
+            lanes[l] = lanes[l].max(c[l]);
+        }
+    }
+    let max = chunks.remainder().iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        x.fill(0.0);
+        return;
+    }
+    let mut sums = [0f32; SOFTMAX_LANES];
+    let mut chunks = x.chunks_exact_mut(SOFTMAX_LANES);
+    for c in &mut chunks {
+        for l in 0..SOFTMAX_LANES {
+            c[l] = exp_approx(c[l] - max);
+            sums[l] += c[l];
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = exp_approx(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// In-place softmax of one row; entries equal to −∞ become 0, and a row of only −∞ becomes all 0.
+pub fn softmax_f32(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        unsafe fn avx512(x: &mut [f32]) {
+            softmax_body(x)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(x: &mut [f32]) {
+            softmax_body(x)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features the function is compiled for were detected at run time.
+            return unsafe { avx512(x) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { avx2(x) };
+        }
+    }
+    softmax_body(x)
+}

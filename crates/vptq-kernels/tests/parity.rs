@@ -158,3 +158,21 @@ fn softmax_all_masked_row_is_zero() {
     softmax(&mut x);
     assert_eq!(x, vec![0.0; 4]);
 }
+
+#[test]
+fn exp_approx_is_within_a_few_ulp() {
+    // The softmax's e^x against f64 exp over its whole useful range, ~2M points including both ends.
+    let (lo, hi) = (-87.0f32, 88.0f32);
+    let steps = 2_000_000;
+    let mut worst = 0f64;
+    for i in 0..=steps {
+        let x = lo + (hi - lo) * i as f32 / steps as f32;
+        let want = (x as f64).exp();
+        let rel = ((vptq_kernels::exp_approx(x) as f64 - want) / want).abs();
+        worst = worst.max(rel);
+    }
+    assert!(worst < 2.0 * f32::EPSILON as f64, "worst relative error {worst:e}");
+    assert_eq!(vptq_kernels::exp_approx(0.0), 1.0);
+    assert_eq!(vptq_kernels::exp_approx(-100.0), 0.0);
+    assert_eq!(vptq_kernels::exp_approx(f32::NEG_INFINITY), 0.0);
+}
