@@ -54,35 +54,33 @@ mod floor {
         };
     }
 
+    /// Eight columns: even ones on accumulators ymm0–3, odd ones on the four given.
+    macro_rules! eight_columns {
+        ($e:ident, $o0:literal, $o1:literal, $o2:literal, $o3:literal) => {
+            concat!(
+                column!("0", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
+                column!("1", $e, $o0, $o1, $o2, $o3),
+                column!("2", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
+                column!("3", $e, $o0, $o1, $o2, $o3),
+                column!("4", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
+                column!("5", $e, $o0, $o1, $o2, $o3),
+                column!("6", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
+                column!("7", $e, $o0, $o1, $o2, $o3),
+            )
+        };
+    }
+
     /// Eight columns on one set of four accumulators (ymm0–3).
     macro_rules! four_acc {
         ($e:ident) => {
-            concat!(
-                column!("0", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("1", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("2", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("3", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("4", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("5", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("6", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("7", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-            )
+            eight_columns!($e, "ymm0", "ymm1", "ymm2", "ymm3")
         };
     }
 
     /// Eight columns, odd ones on a second set of accumulators (ymm4–7): twice the independent FMA chains.
     macro_rules! eight_acc {
         ($e:ident) => {
-            concat!(
-                column!("0", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("1", $e, "ymm4", "ymm5", "ymm6", "ymm7"),
-                column!("2", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("3", $e, "ymm4", "ymm5", "ymm6", "ymm7"),
-                column!("4", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("5", $e, "ymm4", "ymm5", "ymm6", "ymm7"),
-                column!("6", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
-                column!("7", $e, "ymm4", "ymm5", "ymm6", "ymm7"),
-            )
+            eight_columns!($e, "ymm4", "ymm5", "ymm6", "ymm7")
         };
     }
 
