@@ -177,8 +177,7 @@ pub fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
 /// `out[j] = q · k[j·stride..][..q.len()]`: the attention scores of one query head over the cached keys.
 #[inline(always)]
 fn dots_strided_body<const FMA: bool>(q: &[f32], k: &[f32], stride: usize, out: &mut [f32]) {
-    // Four rows at a time on 16 lanes each: a head's 64 features are four steps, and each row's lane sum is 16
-    // adds instead of `dot_f32`'s 32 (its 32 lanes suit long rows).
+    // Four rows at a time on 16 lanes each: a head's 64 features are four steps.
     const P: usize = 4;
     const L: usize = 16;
     let d = q.len();
@@ -196,13 +195,27 @@ fn dots_strided_body<const FMA: bool>(q: &[f32], k: &[f32], stride: usize, out: 
         }
         for (p, o) in ob.iter_mut().enumerate() {
             let tail: f32 = (main..d).map(|c| q[c] * rows[p][c]).sum();
-            *o = acc[p].iter().sum::<f32>() + tail;
+            *o = sum_halving(acc[p]) + tail;
         }
     }
     for (j, o) in blocks.into_remainder().iter_mut().enumerate() {
         let row = (done + j) * stride;
         *o = dot_f32_body::<FMA>(q, &k[row..row + d]);
     }
+}
+
+/// The lane sum by folding halves: four vector adds, where a left-to-right sum is a chain of fifteen
+/// dependent scalar adds (a strict-order float sum cannot be reassociated by the compiler).
+#[inline(always)]
+fn sum_halving<const L: usize>(mut a: [f32; L]) -> f32 {
+    let mut w = L / 2;
+    while w > 0 {
+        for l in 0..w {
+            a[l] += a[l + w];
+        }
+        w /= 2;
+    }
+    a[0]
 }
 
 /// `acc += a · b`, lane-wise.
@@ -216,20 +229,38 @@ fn fma_lanes<const FMA: bool, const N: usize>(acc: &mut [f32; N], a: &[f32; N], 
 /// `o += Σ_j p[j] · v[j·stride..][..o.len()]`: one head's attention-weighted sum of the cached values.
 #[inline(always)]
 fn axpys_strided_body<const FMA: bool>(p: &[f32], v: &[f32], stride: usize, o: &mut [f32]) {
-    // A register-sized slice of `o` at a time, accumulated over every row: updating all of `o` row after row
-    // would store and reload it once per row.
-    for (c, oc) in o.chunks_mut(LANES).enumerate() {
-        let (off, w) = (c * LANES, oc.len());
-        if w == LANES {
-            let mut acc = [0f32; LANES];
-            acc.copy_from_slice(oc);
-            for (j, &pj) in p.iter().enumerate() {
-                let vj = &v[j * stride + off..j * stride + off + LANES];
-                for l in 0..LANES {
-                    acc[l] = if FMA { pj.mul_add(vj[l], acc[l]) } else { acc[l] + pj * vj[l] };
+    // 64 features of `o` (four 16-lane registers, a whole head at the common head_dim) per sweep over the rows,
+    // so a row is read as whole cache lines in one pass; two rows in flight on separate accumulators, because
+    // each accumulator's FMAs form a dependent chain.
+    const L: usize = 16;
+    const W: usize = 4;
+    const C: usize = W * L;
+    let pairs = p.len() / 2;
+    for (c, oc) in o.chunks_mut(C).enumerate() {
+        let (off, w) = (c * C, oc.len());
+        if w == C {
+            let (mut a, mut b) = ([[0f32; L]; W], [[0f32; L]; W]);
+            for j in 0..pairs {
+                let (r0, r1) = (2 * j * stride + off, (2 * j + 1) * stride + off);
+                let (v0, v1) = (&v[r0..r0 + C], &v[r1..r1 + C]);
+                let (p0, p1) = ([p[2 * j]; L], [p[2 * j + 1]; L]);
+                for i in 0..W {
+                    fma_lanes::<FMA, L>(&mut a[i], &p0, v0[i * L..i * L + L].try_into().expect("L elements"));
+                    fma_lanes::<FMA, L>(&mut b[i], &p1, v1[i * L..i * L + L].try_into().expect("L elements"));
                 }
             }
-            oc.copy_from_slice(&acc);
+            if p.len() % 2 == 1 {
+                let j = p.len() - 1;
+                let vj = &v[j * stride + off..j * stride + off + C];
+                for i in 0..W {
+                    fma_lanes::<FMA, L>(&mut a[i], &[p[j]; L], vj[i * L..i * L + L].try_into().expect("L elements"));
+                }
+            }
+            for (i, oi) in oc.chunks_exact_mut(L).enumerate() {
+                for l in 0..L {
+                    oi[l] += a[i][l] + b[i][l];
+                }
+            }
         } else {
             for (j, &pj) in p.iter().enumerate() {
                 for (a, &b) in oc.iter_mut().zip(&v[j * stride + off..j * stride + off + w]) {
