@@ -7,6 +7,7 @@
 //! Shapes: weights are `[out_features, in_features]` row-major; activations are `[n_tokens, features]`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod attn;
 pub mod dense;
 pub mod ops;
 pub mod q8;
@@ -18,4 +19,4 @@ pub mod vq_fast;
 
 pub use dense::{matmul, DenseWeight, WeightView};
 pub use q8::{Q8Error, Q8View, Q8Weight};
-pub use simd::{axpys_f32_strided, dot_f32, dots_f32_strided, exp_approx};
+pub use simd::{dot_f32, exp_approx};

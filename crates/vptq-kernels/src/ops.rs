@@ -59,9 +59,15 @@ pub fn rope(x: &mut [f32], positions: &[usize], n_heads: usize, head_dim: usize,
     }
 }
 
-/// In-place softmax of one row; entries equal to `-inf` become 0 (vectorized: [`crate::simd::softmax_f32`]).
+/// In-place softmax of one row; entries equal to `-inf` become 0 (vectorized, with a polynomial `e^x`).
 pub fn softmax(x: &mut [f32]) {
     crate::simd::softmax_f32(x);
+}
+
+/// [`softmax`] that also returns the row's log-sum-exp `ln Σ e^x` (−∞ if every entry is −∞): softmaxes of parts
+/// of a row, each weighted by `e^(lse_part − lse_row)`, combine into the softmax of the whole row.
+pub fn softmax_lse(x: &mut [f32]) -> f32 {
+    crate::simd::softmax_f32(x)
 }
 
 /// SwiGLU: `gate[i] = silu(gate[i]) · up[i]`, in place in `gate`.

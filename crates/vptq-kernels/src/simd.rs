@@ -174,145 +174,6 @@ pub fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
     widen_bf16(src, dst);
 }
 
-/// `out[j] = q · k[j·stride..][..q.len()]`: the attention scores of one query head over the cached keys.
-#[inline(always)]
-fn dots_strided_body<const FMA: bool>(q: &[f32], k: &[f32], stride: usize, out: &mut [f32]) {
-    // Four rows at a time on 16 lanes each: a head's 64 features are four steps.
-    const P: usize = 4;
-    const L: usize = 16;
-    let d = q.len();
-    let main = d / L * L;
-    let done = out.len() / P * P;
-    let mut blocks = out.chunks_exact_mut(P);
-    for (b, ob) in (&mut blocks).enumerate() {
-        let rows: [&[f32]; P] = std::array::from_fn(|p| &k[(b * P + p) * stride..(b * P + p) * stride + d]);
-        let mut acc = [[0f32; L]; P];
-        for c in (0..main).step_by(L) {
-            let qc: &[f32; L] = q[c..c + L].try_into().expect("L elements");
-            for (a, row) in acc.iter_mut().zip(rows) {
-                fma_lanes::<FMA, L>(a, qc, row[c..c + L].try_into().expect("L elements"));
-            }
-        }
-        for (p, o) in ob.iter_mut().enumerate() {
-            let tail: f32 = (main..d).map(|c| q[c] * rows[p][c]).sum();
-            *o = sum_halving(acc[p]) + tail;
-        }
-    }
-    for (j, o) in blocks.into_remainder().iter_mut().enumerate() {
-        let row = (done + j) * stride;
-        *o = dot_f32_body::<FMA>(q, &k[row..row + d]);
-    }
-}
-
-/// The lane sum by folding halves: four vector adds, where a left-to-right sum is a chain of fifteen
-/// dependent scalar adds (a strict-order float sum cannot be reassociated by the compiler).
-#[inline(always)]
-fn sum_halving<const L: usize>(mut a: [f32; L]) -> f32 {
-    let mut w = L / 2;
-    while w > 0 {
-        for l in 0..w {
-            a[l] += a[l + w];
-        }
-        w /= 2;
-    }
-    a[0]
-}
-
-/// `acc += a · b`, lane-wise.
-#[inline(always)]
-fn fma_lanes<const FMA: bool, const N: usize>(acc: &mut [f32; N], a: &[f32; N], b: &[f32; N]) {
-    for l in 0..N {
-        acc[l] = if FMA { a[l].mul_add(b[l], acc[l]) } else { acc[l] + a[l] * b[l] };
-    }
-}
-
-/// `o += Σ_j p[j] · v[j·stride..][..o.len()]`: one head's attention-weighted sum of the cached values.
-#[inline(always)]
-fn axpys_strided_body<const FMA: bool>(p: &[f32], v: &[f32], stride: usize, o: &mut [f32]) {
-    // 64 features of `o` (four 16-lane registers, a whole head at the common head_dim) per sweep over the rows,
-    // so a row is read as whole cache lines in one pass; two rows in flight on separate accumulators, because
-    // each accumulator's FMAs form a dependent chain.
-    const L: usize = 16;
-    const W: usize = 4;
-    const C: usize = W * L;
-    let pairs = p.len() / 2;
-    for (c, oc) in o.chunks_mut(C).enumerate() {
-        let (off, w) = (c * C, oc.len());
-        if w == C {
-            let (mut a, mut b) = ([[0f32; L]; W], [[0f32; L]; W]);
-            for j in 0..pairs {
-                let (r0, r1) = (2 * j * stride + off, (2 * j + 1) * stride + off);
-                let (v0, v1) = (&v[r0..r0 + C], &v[r1..r1 + C]);
-                let (p0, p1) = ([p[2 * j]; L], [p[2 * j + 1]; L]);
-                for i in 0..W {
-                    fma_lanes::<FMA, L>(&mut a[i], &p0, v0[i * L..i * L + L].try_into().expect("L elements"));
-                    fma_lanes::<FMA, L>(&mut b[i], &p1, v1[i * L..i * L + L].try_into().expect("L elements"));
-                }
-            }
-            if p.len() % 2 == 1 {
-                let j = p.len() - 1;
-                let vj = &v[j * stride + off..j * stride + off + C];
-                for i in 0..W {
-                    fma_lanes::<FMA, L>(&mut a[i], &[p[j]; L], vj[i * L..i * L + L].try_into().expect("L elements"));
-                }
-            }
-            for (i, oi) in oc.chunks_exact_mut(L).enumerate() {
-                for l in 0..L {
-                    oi[l] += a[i][l] + b[i][l];
-                }
-            }
-        } else {
-            for (j, &pj) in p.iter().enumerate() {
-                for (a, &b) in oc.iter_mut().zip(&v[j * stride + off..j * stride + off + w]) {
-                    *a += pj * b;
-                }
-            }
-        }
-    }
-}
-
-macro_rules! dispatch_strided {
-    ($(#[$doc:meta])* $pub_name:ident, $body:ident, $a:ident: $at:ty, $b:ident: $bt:ty) => {
-        $(#[$doc])*
-        ///
-        /// # Panics
-        /// If a strided row lies outside the slice.
-        pub fn $pub_name($a: $at, $b: &[f32], stride: usize, out: $bt) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn avx512($a: $at, $b: &[f32], stride: usize, out: $bt) {
-                    $body::<true>($a, $b, stride, out)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($a: $at, $b: &[f32], stride: usize, out: $bt) {
-                    $body::<true>($a, $b, stride, out)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the features the function is compiled for were detected at run time.
-                    return unsafe { avx512($a, $b, stride, out) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: as above.
-                    return unsafe { avx2($a, $b, stride, out) };
-                }
-            }
-            $body::<false>($a, $b, stride, out)
-        }
-    };
-}
-dispatch_strided!(
-    /// `out[j] = q · k[j·stride..][..q.len()]` (one feature dispatch for all rows, unlike `dot_f32` per row).
-    dots_f32_strided, dots_strided_body, q: &[f32], k: &mut [f32]
-);
-dispatch_strided!(
-    /// `out += Σ_j p[j] · v[j·stride..][..out.len()]`.
-    axpys_f32_strided, axpys_strided_body, p: &[f32], v: &mut [f32]
-);
-
 /// `e^x` from f32 and integer arithmetic only, so that loops over it vectorize (libm's `expf` is one call per
 /// element). `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2` (`ln 2` split in two parts so that `n·ln 2` is exact enough),
 /// `e^r` by the Cephes degree-6 polynomial, and `2^n` written into the exponent bits. Within a few ulp of `exp`
@@ -344,7 +205,7 @@ pub fn exp_approx(x: f32) -> f32 {
 const SOFTMAX_LANES: usize = 16;
 
 #[inline(always)]
-fn softmax_body(x: &mut [f32]) {
+fn softmax_body(x: &mut [f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; SOFTMAX_LANES];
     let mut chunks = x.chunks_exact(SOFTMAX_LANES);
     for c in &mut chunks {
@@ -355,7 +216,7 @@ fn softmax_body(x: &mut [f32]) {
     let max = chunks.remainder().iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         x.fill(0.0);
-        return;
+        return f32::NEG_INFINITY;
     }
     let mut sums = [0f32; SOFTMAX_LANES];
     let mut chunks = x.chunks_exact_mut(SOFTMAX_LANES);
@@ -374,18 +235,20 @@ fn softmax_body(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v *= inv;
     }
+    max + sum.ln()
 }
 
-/// In-place softmax of one row; entries equal to −∞ become 0, and a row of only −∞ becomes all 0.
-pub fn softmax_f32(x: &mut [f32]) {
+/// In-place softmax of one row; entries equal to −∞ become 0, and a row of only −∞ becomes all 0. Returns the
+/// row's log-sum-exp `ln Σ e^x` (−∞ for a row of only −∞), which merges softmaxes of parts of a row.
+pub fn softmax_f32(x: &mut [f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-        unsafe fn avx512(x: &mut [f32]) {
+        unsafe fn avx512(x: &mut [f32]) -> f32 {
             softmax_body(x)
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(x: &mut [f32]) {
+        unsafe fn avx2(x: &mut [f32]) -> f32 {
             softmax_body(x)
         }
         if std::arch::is_x86_feature_detected!("avx512f")

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 use vptq_model::attention::{attention, AttnShape};
+use vptq_model::LayerCache;
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
@@ -20,8 +21,14 @@ fn main() {
         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
     };
-    let caches: Vec<(Vec<f32>, Vec<f32>)> = (0..layers)
-        .map(|_| ((0..len * kv_dim).map(|_| rand()).collect(), (0..len * kv_dim).map(|_| rand()).collect()))
+    let caches: Vec<LayerCache> = (0..layers)
+        .map(|_| {
+            let k: Vec<f32> = (0..len * kv_dim).map(|_| rand()).collect();
+            let v: Vec<f32> = (0..len * kv_dim).map(|_| rand()).collect();
+            let mut cache = LayerCache::default();
+            cache.append(&k, &v, n_kv_heads, head_dim);
+            cache
+        })
         .collect();
     let q: Vec<f32> = (0..n_heads * head_dim).map(|_| rand()).collect();
     let shape = AttnShape { n: 1, pos0: len - 1, n_heads, n_kv_heads, head_dim };
@@ -31,8 +38,8 @@ fn main() {
         for _ in 0..7 {
             let t = Instant::now();
             for _ in 0..20 {
-                for (k, v) in &caches {
-                    sink += attention(&q, k, v, shape)[0];
+                for cache in &caches {
+                    sink += attention(&q, cache, shape)[0];
                 }
             }
             best = best.min(t.elapsed().as_secs_f64() / 20.0);

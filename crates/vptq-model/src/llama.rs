@@ -194,10 +194,9 @@ impl Llama {
         let v = b.v_proj.forward(&h, n); // [n, kv_dim]
         rope(&mut q, &positions, c.n_heads, c.head_dim, &self.inv_freq, c.rope_layout);
         rope(&mut k, &positions, c.n_kv_heads, c.head_dim, &self.inv_freq, c.rope_layout);
-        kv.k.extend_from_slice(&k);
-        kv.v.extend_from_slice(&v);
+        kv.append(&k, &v, c.n_kv_heads, c.head_dim);
         let shape = AttnShape { n, pos0, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
-        let att = attention(&q, &kv.k, &kv.v, shape); // [n, q_dim]
+        let att = attention(&q, kv, shape); // [n, q_dim]
         observe(LinearInput::O, &att);
         add_in_place(x, &b.o_proj.forward(&att, n));
 
