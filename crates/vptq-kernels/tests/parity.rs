@@ -2,7 +2,7 @@
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use vptq_kernels::attn::{load_keys, scores_tiled, store_keys, values_weighted, KEY_TILE};
+use vptq_kernels::attn::{load_keys, scores_tiled, store_keys, values_weighted, KvElem, KEY_TILE};
 use vptq_kernels::dense::{matmul, matmul_ab_strided, matmul_abt_strided, DenseWeight};
 use vptq_kernels::ops::{rmsnorm, rope, silu_mul, softmax, RopeLayout};
 use vptq_kernels::reference::*;
@@ -16,6 +16,43 @@ fn assert_close(got: &[f32], want: &[f32], tol: f32) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!((g - w).abs() <= tol * (1.0 + w.abs()), "index {i}: got {g}, want {w}");
     }
+}
+
+/// Scores of g query heads against m keys written into transposed tiles of `T` (g past 4 takes several sweeps),
+/// and their weighted sums of m value rows (d up to 140 covers the 32-feature chunks and their tails). The
+/// reference sees the keys and values rounded to `T` as the cache stores them.
+fn grouped_kernels_case<T: KvElem>(m: usize, d: usize, g: usize, pad: usize, seed: u64) {
+    let rs = d + pad;
+    let k = rand_vec(seed, m * rs);
+    let keys: Vec<f32> = (0..m).flat_map(|r| k[r * rs..r * rs + d].to_vec()).map(|x| T::from_f32(x).to_f32()).collect();
+    let mut tiles = vec![T::from_f32(f32::NAN); m.div_ceil(KEY_TILE) * d * KEY_TILE];
+    // Two appends, as a cache receives a prompt and then a token.
+    let first = m / 2;
+    store_keys(&mut tiles, d, 0, &k, rs, first);
+    store_keys(&mut tiles, d, first, &k[first * rs..], rs, m - first);
+    let mut back = vec![0f32; m * d];
+    load_keys(&tiles, d, m, &mut back);
+    assert_eq!(back, keys);
+
+    let q = rand_vec(seed + 1, g * d);
+    let w = m.div_ceil(KEY_TILE) * KEY_TILE;
+    let mut scores = vec![0f32; g * w];
+    scores_tiled(&q, d, &tiles, &mut scores);
+    let want = matmul_ref(&q, &keys, g, d, m); // [g, m]
+    let got: Vec<f32> = (0..g).flat_map(|h| scores[h * w..h * w + m].to_vec()).collect();
+    assert_close(&got, &want, 1e-5);
+
+    let v: Vec<T> = rand_vec(seed + 2, m * d).into_iter().map(T::from_f32).collect();
+    let v32: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
+    let ps = m + pad;
+    let p = rand_vec(seed + 3, g * ps);
+    let start = rand_vec(seed + 4, g * d);
+    let mut out = start.clone();
+    values_weighted(&p, ps, m, &v, d, &mut out);
+    let dense_p: Vec<f32> = (0..g).flat_map(|h| p[h * ps..h * ps + m].to_vec()).collect();
+    let vt: Vec<f32> = (0..d).flat_map(|c| (0..m).map(|r| v32[r * d + c]).collect::<Vec<_>>()).collect();
+    let want: Vec<f32> = matmul_ref(&dense_p, &vt, g, m, d).iter().zip(&start).map(|(a, b)| a + b).collect();
+    assert_close(&out, &want, 1e-5);
 }
 
 proptest! {
@@ -68,41 +105,10 @@ proptest! {
 
     #[test]
     fn grouped_decode_attention_kernels_match_reference(
-        m in 1usize..80, d in 1usize..140, g in 1usize..10, pad in 0usize..9, seed in 0u64..1000,
+        m in 1usize..100, d in 1usize..140, g in 1usize..10, pad in 0usize..9, seed in 0u64..1000,
     ) {
-        // Scores of g query heads against m keys written into transposed tiles (g past 4 takes several sweeps),
-        // and their weighted sums of m value rows (d up to 140 covers the 64-feature chunks and their tails).
-        let rs = d + pad;
-        let k = rand_vec(seed, m * rs);
-        let keys: Vec<f32> = (0..m).flat_map(|r| k[r * rs..r * rs + d].to_vec()).collect(); // [m, d]
-        let tiles_len = m.div_ceil(KEY_TILE) * d * KEY_TILE;
-        let mut tiles = vec![f32::NAN; tiles_len];
-        // Two appends, as a cache receives a prompt and then a token.
-        let first = m / 2;
-        store_keys(&mut tiles, d, 0, &k, rs, first);
-        store_keys(&mut tiles, d, first, &k[first * rs..], rs, m - first);
-        let mut back = vec![0f32; m * d];
-        load_keys(&tiles, d, m, &mut back);
-        prop_assert_eq!(&back, &keys);
-
-        let q = rand_vec(seed + 1, g * d);
-        let w = m.div_ceil(KEY_TILE) * KEY_TILE;
-        let mut scores = vec![0f32; g * w];
-        scores_tiled(&q, d, &tiles, &mut scores);
-        let want = matmul_ref(&q, &keys, g, d, m); // [g, m]
-        let got: Vec<f32> = (0..g).flat_map(|h| scores[h * w..h * w + m].to_vec()).collect();
-        assert_close(&got, &want, 1e-5);
-
-        let v = rand_vec(seed + 2, m * d);
-        let ps = m + pad;
-        let p = rand_vec(seed + 3, g * ps);
-        let start = rand_vec(seed + 4, g * d);
-        let mut out = start.clone();
-        values_weighted(&p, ps, m, &v, d, &mut out);
-        let dense_p: Vec<f32> = (0..g).flat_map(|h| p[h * ps..h * ps + m].to_vec()).collect();
-        let vt: Vec<f32> = (0..d).flat_map(|c| (0..m).map(|r| v[r * d + c]).collect::<Vec<_>>()).collect();
-        let want: Vec<f32> = matmul_ref(&dense_p, &vt, g, m, d).iter().zip(&start).map(|(a, b)| a + b).collect();
-        assert_close(&out, &want, 1e-5);
+        grouped_kernels_case::<f16>(m, d, g, pad, seed);
+        grouped_kernels_case::<f32>(m, d, g, pad, seed);
     }
 
     #[test]

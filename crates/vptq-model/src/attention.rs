@@ -5,12 +5,12 @@
 //!
 //! Decode (n ≤ [`FEW_ROWS`]) runs one task per kv head and chunk of positions: the kv head's query heads are
 //! served together (`vptq_kernels::attn`), so each key and value is read once per group, and the chunks'
-//! softmaxes merge by their log-sum-exps. Prefill runs query heads × blocks of query rows in parallel, each
-//! with single-threaded GEMMs against the kv head's keys laid out as rows.
+//! softmaxes merge by their log-sum-exps. Prefill widens each kv head's keys (as rows) and values to f32 once
+//! per call, then runs query heads × blocks of query rows in parallel, each with single-threaded GEMMs.
 
-use crate::kv_cache::LayerCache;
+use crate::kv_cache::{HeadCache, LayerCache};
 use rayon::prelude::*;
-use vptq_kernels::attn::{scores_tiled, values_weighted, KEY_TILE};
+use vptq_kernels::attn::{scores_tiled, values_weighted, KvElem, KEY_TILE};
 use vptq_kernels::dense::{matmul_ab_strided, matmul_abt_strided};
 use vptq_kernels::ops::{softmax, softmax_lse};
 
@@ -41,6 +41,13 @@ const MIN_CHUNK: usize = 8 * KEY_TILE;
 /// which holds `pos0 + n` positions (the new tokens already appended).
 pub fn attention(q: &[f32], cache: &LayerCache, s: AttnShape) -> Vec<f32> {
     debug_assert_eq!(cache.len(), s.pos0 + s.n);
+    match cache {
+        LayerCache::F16(c) => attention_in(q, c, s),
+        LayerCache::F32(c) => attention_in(q, c, s),
+    }
+}
+
+fn attention_in<T: KvElem>(q: &[f32], cache: &HeadCache<T>, s: AttnShape) -> Vec<f32> {
     if s.n <= FEW_ROWS {
         decode(q, cache, s)
     } else {
@@ -55,7 +62,7 @@ struct Partial {
     out: Vec<f32>, // [n, group, head_dim]
 }
 
-fn decode(q: &[f32], cache: &LayerCache, s: AttnShape) -> Vec<f32> {
+fn decode<T: KvElem>(q: &[f32], cache: &HeadCache<T>, s: AttnShape) -> Vec<f32> {
     let AttnShape { n, pos0, n_heads, n_kv_heads, head_dim: d } = s;
     let (q_dim, group, len) = (n_heads * d, n_heads / n_kv_heads, pos0 + n);
     let scale = 1.0 / (d as f32).sqrt();
@@ -111,12 +118,13 @@ fn decode(q: &[f32], cache: &LayerCache, s: AttnShape) -> Vec<f32> {
     out
 }
 
-fn prefill(q: &[f32], cache: &LayerCache, s: AttnShape) -> Vec<f32> {
+fn prefill<T: KvElem>(q: &[f32], cache: &HeadCache<T>, s: AttnShape) -> Vec<f32> {
     let AttnShape { n, pos0, n_heads, n_kv_heads, head_dim } = s;
     let q_dim = n_heads * head_dim;
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let keys: Vec<Vec<f32>> = (0..n_kv_heads).into_par_iter().map(|h| cache.key_rows(h)).collect();
+    let values: Vec<Vec<f32>> = (0..n_kv_heads).into_par_iter().map(|h| cache.value_rows(h)).collect();
     let n_blocks = n.div_ceil(QUERY_BLOCK);
     let tasks: Vec<(usize, usize)> = (0..n_heads).flat_map(|h| (0..n_blocks).map(move |b| (h, b))).collect();
     let parts: Vec<Vec<f32>> = tasks
@@ -138,7 +146,7 @@ fn prefill(q: &[f32], cache: &LayerCache, s: AttnShape) -> Vec<f32> {
                 softmax(row);
             }
             let mut out = vec![0f32; rows * head_dim]; // [rows, head_dim]
-            matmul_ab_strided(&scores, cache.values(kvh), head_dim, &mut out, head_dim, rows, len, head_dim);
+            matmul_ab_strided(&scores, &values[kvh], head_dim, &mut out, head_dim, rows, len, head_dim);
             out
         })
         .collect();
@@ -190,6 +198,7 @@ pub fn attention_ref(q: &[f32], k: &[f32], v: &[f32], s: AttnShape) -> Vec<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv_cache::KvPrecision;
 
     fn vals(seed: u32, n: usize) -> Vec<f32> {
         (0..n)
@@ -197,21 +206,29 @@ mod tests {
             .collect()
     }
 
+    /// Attention from a cache of each precision against the reference on the keys and values as stored.
     fn check(n: usize, pos0: usize, nh: usize, nkv: usize, d: usize) {
         let s = AttnShape { n, pos0, n_heads: nh, n_kv_heads: nkv, head_dim: d };
         let q = vals(1, n * nh * d);
         let k = vals(2, (pos0 + n) * nkv * d);
         let v = vals(3, (pos0 + n) * nkv * d);
-        // The cache filled as generation fills it: the past in one append, then the new rows.
-        let mut cache = LayerCache::default();
-        let kv_dim = nkv * d;
-        cache.append(&k[..pos0 * kv_dim], &v[..pos0 * kv_dim], nkv, d);
-        cache.append(&k[pos0 * kv_dim..], &v[pos0 * kv_dim..], nkv, d);
-        let got = attention(&q, &cache, s);
-        let want = attention_ref(&q, &k, &v, s);
-        for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() < 1e-4, "{g} vs {w} at {:?}", (n, pos0, nh, nkv, d));
+        for (p, round) in [(KvPrecision::F16, true), (KvPrecision::F32, false)] {
+            // The cache filled as generation fills it: the past in one append, then the new rows.
+            let mut cache = LayerCache::new(p);
+            let kv_dim = nkv * d;
+            cache.append(&k[..pos0 * kv_dim], &v[..pos0 * kv_dim], nkv, d);
+            cache.append(&k[pos0 * kv_dim..], &v[pos0 * kv_dim..], nkv, d);
+            let got = attention(&q, &cache, s);
+            let (rk, rv) = if round { (round_f16(&k), round_f16(&v)) } else { (k.clone(), v.clone()) };
+            let want = attention_ref(&q, &rk, &rv, s);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "{g} vs {w} at {:?}", (p, n, pos0, nh, nkv, d));
+            }
         }
+    }
+
+    fn round_f16(x: &[f32]) -> Vec<f32> {
+        x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
     }
 
     #[test]
@@ -254,7 +271,7 @@ mod tests {
         let s = AttnShape { n: 1, pos0: 37, n_heads: nh, n_kv_heads: nkv, head_dim: d };
         let q = vals(1, nh * d);
         let got = attention(&q, &cache, s);
-        let want = attention_ref(&q, &k[..38 * kv_dim], &v[..38 * kv_dim], s);
+        let want = attention_ref(&q, &round_f16(&k[..38 * kv_dim]), &round_f16(&v[..38 * kv_dim]), s);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-4, "{g} vs {w}");
         }

@@ -23,7 +23,7 @@ pub use config::{Architecture, LlamaConfig, RopeScaling};
 pub use embed_storage::{convert_embeddings, export_embeddings, EmbedExport, EmbedStorage};
 pub use error::{ModelError, Result};
 pub use generate::{generate, GenerateOptions, Generation, Session, StopReason};
-pub use kv_cache::{KvCache, LayerCache};
+pub use kv_cache::{HeadCache, KvCache, KvPrecision, LayerCache};
 pub use linear::{DenseLinear, Linear, VqLinear};
 pub use llama::{Block, LinearInput, Llama, LogitsMode};
 pub use load::{load_model, LoadOptions, LoadedModel, WeightDtype};

@@ -210,9 +210,13 @@ impl Tiny {
             let bn = |s: &str| if self.bias { Some(format!("{p}.self_attn.{s}.bias")) } else { None };
             let mut q = lin(&hn, &format!("{p}.self_attn.q_proj.weight"), nh * d, h, bn("q_proj").as_deref());
             let mut k = lin(&hn, &format!("{p}.self_attn.k_proj.weight"), nkv * d, h, bn("k_proj").as_deref());
-            let v = lin(&hn, &format!("{p}.self_attn.v_proj.weight"), nkv * d, h, bn("v_proj").as_deref());
+            let mut v = lin(&hn, &format!("{p}.self_attn.v_proj.weight"), nkv * d, h, bn("v_proj").as_deref());
             rope(&mut q, nh);
             rope(&mut k, nkv);
+            // The KV cache stores f16: the reference rounds the same way, so the tolerance stays tight.
+            for e in k.iter_mut().chain(v.iter_mut()) {
+                *e = half::f16::from_f64(*e).to_f64();
+            }
             let mut att = vec![0f64; n * nh * d];
             for t in 0..n {
                 for hh in 0..nh {

@@ -25,7 +25,7 @@ use vptq_format::vptq::{VqLayerData, VqLayout};
 use vptq_format::FormatError;
 use vptq_kernels::ops::RopeLayout;
 use vptq_model::export::{permute_rows, RowOrder};
-use vptq_model::{KvCache, Linear, Llama, LogitsMode, ModelError};
+use vptq_model::{KvCache, KvPrecision, Linear, Llama, LogitsMode, ModelError};
 
 /// Errors of the whole-model pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,8 @@ pub fn forward_capture(
     if tokens.is_empty() {
         return Err(PipelineError::InvalidArgument("calibration sequence is empty".into()));
     }
-    let mut cache = KvCache::new(&model.config, tokens.len());
+    // Calibration sees keys and values unrounded, as the model computes them.
+    let mut cache = KvCache::with_precision(&model.config, tokens.len(), KvPrecision::F32);
     // The observer cannot return an error: keep the first one and report it after the pass.
     let mut failed: Option<PipelineError> = None;
     let logits = model.forward_observed(tokens, &mut cache, LogitsMode::All, &mut |layer, site, x| {

@@ -19,9 +19,9 @@
 //! transposed (`[N, rows]`, raw centroid sums) with the same kernels' loads, then an f32 GEMM with `x'`.
 
 mod kernel;
-mod lanes;
+pub(crate) mod lanes;
 #[cfg(target_arch = "aarch64")]
-mod neon;
+pub(crate) mod neon;
 
 use crate::dense::{gemm_f32_kn, WeightView};
 use crate::simd;

@@ -20,7 +20,7 @@ use crate::VqConfig;
 use std::time::Instant;
 use vptq_format::FormatError;
 use vptq_kernels::DenseWeight;
-use vptq_model::{Block, DenseLinear, LayerCache, Linear, Llama};
+use vptq_model::{Block, DenseLinear, KvPrecision, LayerCache, Linear, Llama};
 
 /// Where block `b`'s calibration inputs come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +259,7 @@ pub fn quantize_model(
             for x in &xs {
                 let mut y = x.clone();
                 let mut failed = None;
-                model.forward_block(block, &mut y, 0, &mut LayerCache::default(), &mut |site, h| {
+                model.forward_block(block, &mut y, 0, &mut LayerCache::new(KvPrecision::F32), &mut |site, h| {
                     if let Some((_, acc)) = hessians.iter_mut().find(|(s, _)| *s == site) {
                         if let Err(e) = acc.add_batch(h) {
                             failed.get_or_insert(e);
@@ -388,7 +388,7 @@ fn shared_codebooks(
 /// Runs `block` on every residual stream.
 fn advance(model: &Llama, block: &Block, mut xs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
     for x in &mut xs {
-        model.forward_block(block, x, 0, &mut LayerCache::default(), &mut |_, _| {});
+        model.forward_block(block, x, 0, &mut LayerCache::new(KvPrecision::F32), &mut |_, _| {});
     }
     xs
 }

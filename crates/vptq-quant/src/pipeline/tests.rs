@@ -8,7 +8,7 @@ use vptq_format::vptq::unpack_indices;
 use vptq_kernels::DenseWeight;
 use vptq_model::load::load_hf_weights;
 use vptq_model::EmbedStorage;
-use vptq_model::{DenseLinear, KvCache, LoadOptions, LogitsMode};
+use vptq_model::{DenseLinear, KvCache, KvPrecision, LoadOptions, LogitsMode};
 
 const HIDDEN: usize = 32;
 const FFN: usize = 48;
@@ -92,8 +92,10 @@ fn options(method: &Method, mode: CalibMode) -> QuantizeOptions<'_> {
     }
 }
 
+/// All logits, with an f32 cache: tests compare two computations of the same keys and values, and f16 rounding
+/// could turn an f32 ulp of difference between them into an f16 ulp.
 fn logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
-    let mut cache = KvCache::new(&model.config, tokens.len());
+    let mut cache = KvCache::with_precision(&model.config, tokens.len(), KvPrecision::F32);
     model.forward(tokens, &mut cache, LogitsMode::All).unwrap()
 }
 
