@@ -23,6 +23,31 @@ const MAX_GROUP: usize = 4;
 /// Registers of output features per sweep over the values.
 const VALUE_REGS: usize = 4;
 
+/// Evaluates `$call` with the const `$g` equal to `$take` (1 to [`MAX_GROUP`]), so each group size gets its own
+/// register-resident accumulators.
+macro_rules! with_group {
+    ($take:expr, $g:ident => $call:expr) => {
+        match $take {
+            4 => {
+                const $g: usize = 4;
+                $call
+            }
+            3 => {
+                const $g: usize = 3;
+                $call
+            }
+            2 => {
+                const $g: usize = 2;
+                $call
+            }
+            _ => {
+                const $g: usize = 1;
+                $call
+            }
+        }
+    };
+}
+
 /// Eight cache entries viewed as a codebook-style entry `E` (`F16s<8>` or `[f32; 8]`), which widens into lanes.
 #[inline(always)]
 fn eight<T, E>(s: &[T]) -> &E {
@@ -31,6 +56,29 @@ fn eight<T, E>(s: &[T]) -> &E {
     // SAFETY: `E` is 8 `T`s in layout (`F16s<8>` is `repr(transparent)` over `[u16; 8]`, `f16` over `u16`), no
     // more aligned than `T` (checked above), and the slice holds 8 elements.
     unsafe { &*s.as_ptr().cast::<E>() }
+}
+
+/// `acc[h] += s[h] · x` for each of `G` heads, where `x` is the first `R·W` entries of `src` widened into lanes:
+/// one load of a key-tile row or a value row serves the whole group.
+///
+/// # Safety
+/// `L`'s CPU features must be present.
+#[inline(always)]
+unsafe fn accumulate<L: Lanes, T, E: Centroid<L>, const G: usize, const R: usize>(
+    acc: &mut [[L; R]; G],
+    src: &[T],
+    s: [f32; G],
+) {
+    // SAFETY (this block): the caller's contract; loads are of whole entries.
+    unsafe {
+        let x: [L; R] = std::array::from_fn(|r| eight::<T, E>(&src[r * W..]).load());
+        for (a, &s) in acc.iter_mut().zip(&s) {
+            let s = L::splat(s);
+            for (a, x) in a.iter_mut().zip(x) {
+                *a = s.mul_add(x, *a);
+            }
+        }
+    }
 }
 
 /// `out[g][j] = q[g] · key_j` for the positions of `tiles` (`[t, d, KEY_TILE]`); `q` is `[g, d]` and `out`
@@ -47,14 +95,7 @@ unsafe fn scores_body<L: Lanes, T: KvElem, E: Centroid<L>>(q: &[f32], d: usize, 
         let take = (g - h0).min(MAX_GROUP);
         let (q, out) = (&q[h0 * d..(h0 + take) * d], &mut out[h0 * w..(h0 + take) * w]);
         // SAFETY: forwarded.
-        unsafe {
-            match take {
-                4 => scores_group::<L, T, E, 4>(q, d, tiles, out),
-                3 => scores_group::<L, T, E, 3>(q, d, tiles, out),
-                2 => scores_group::<L, T, E, 2>(q, d, tiles, out),
-                _ => scores_group::<L, T, E, 1>(q, d, tiles, out),
-            }
-        }
+        unsafe { with_group!(take, G => scores_group::<L, T, E, G>(q, d, tiles, out)) }
         h0 += take;
     }
 }
@@ -75,13 +116,7 @@ unsafe fn scores_group<L: Lanes, T: KvElem, E: Centroid<L>, const G: usize>(
         unsafe {
             let mut acc = [[L::zero(); R]; G];
             for (c, keys) in tile.chunks_exact(KEY_TILE).enumerate() {
-                let keys: [L; R] = std::array::from_fn(|r| eight::<T, E>(&keys[r * W..]).load());
-                for (hi, a) in acc.iter_mut().enumerate() {
-                    let qc = L::splat(q[hi * d + c]);
-                    for (a, k) in a.iter_mut().zip(keys) {
-                        *a = qc.mul_add(k, *a);
-                    }
-                }
+                accumulate::<L, T, E, G, R>(&mut acc, keys, std::array::from_fn(|hi| q[hi * d + c]));
             }
             for (hi, a) in acc.iter().enumerate() {
                 for (r, a) in a.iter().enumerate() {
@@ -111,14 +146,7 @@ unsafe fn values_body<L: Lanes, T: KvElem, E: Centroid<L>>(
         let take = (g - h0).min(MAX_GROUP);
         let (p, out) = (&p[h0 * ps..], &mut out[h0 * d..(h0 + take) * d]);
         // SAFETY: forwarded.
-        unsafe {
-            match take {
-                4 => values_group::<L, T, E, 4>(p, ps, m, d, v, out),
-                3 => values_group::<L, T, E, 3>(p, ps, m, d, v, out),
-                2 => values_group::<L, T, E, 2>(p, ps, m, d, v, out),
-                _ => values_group::<L, T, E, 1>(p, ps, m, d, v, out),
-            }
-        }
+        unsafe { with_group!(take, G => values_group::<L, T, E, G>(p, ps, m, d, v, out)) }
         h0 += take;
     }
 }
@@ -173,14 +201,7 @@ unsafe fn values_chunk<L: Lanes, T: KvElem, E: Centroid<L>, const G: usize, cons
     unsafe {
         let mut acc = [[L::zero(); R]; G];
         for j in 0..m {
-            let row = &v[j * d + c0..];
-            let row: [L; R] = std::array::from_fn(|r| eight::<T, E>(&row[r * W..]).load());
-            for (hi, a) in acc.iter_mut().enumerate() {
-                let pj = L::splat(p[hi * ps + j]);
-                for (a, x) in a.iter_mut().zip(row) {
-                    *a = x.mul_add(pj, *a);
-                }
-            }
+            accumulate::<L, T, E, G, R>(&mut acc, &v[j * d + c0..], std::array::from_fn(|hi| p[hi * ps + j]));
         }
         for (hi, a) in acc.iter().enumerate() {
             for (r, a) in a.iter().enumerate() {
