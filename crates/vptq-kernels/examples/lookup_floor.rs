@@ -5,7 +5,7 @@
 //! `cargo run --release -p vptq-kernels --example lookup_floor -- [k…]` (default: 256 4096). Each loop walks 576
 //! columns of one block of four index rows, eight columns per iteration, with random indices below k. The block
 //! runs 20,000 times, and the fastest of 7 runs is reported, in ns and in cycles per lookup. A cycle is timed on a
-//! chain of dependent integer adds, which run at one per cycle.
+//! chain of dependent register-to-register adds, which run at one per cycle.
 //! Some variants compute nothing useful; they only bound the cost of the parts they keep.
 
 #[cfg(target_arch = "x86_64")]
@@ -50,6 +50,46 @@ mod floor {
                 $j,
                 "*8 + 6]\n",
                 $e!("r12", "ymm11", $a3),
+            )
+        };
+    }
+
+    /// One column as [`column!`], but the four indices come from one 8-byte load and are split in registers.
+    macro_rules! column_u64 {
+        ($j:literal, $e:ident, $a0:literal, $a1:literal, $a2:literal, $a3:literal) => {
+            concat!(
+                "vbroadcastss ymm15, dword ptr [{x} + {q}*4 + ",
+                $j,
+                "*4]\n",
+                "mov rax, qword ptr [{idx} + {q}*8 + ",
+                $j,
+                "*8]\n",
+                "movzx r10d, ax\n",
+                "shr rax, 16\n",
+                "movzx r11d, ax\n",
+                "shr rax, 16\n",
+                "movzx r12d, ax\n",
+                "shr rax, 16\n",
+                $e!("r10", "ymm8", $a0),
+                $e!("r11", "ymm9", $a1),
+                $e!("r12", "ymm10", $a2),
+                $e!("rax", "ymm11", $a3),
+            )
+        };
+    }
+
+    /// Eight columns of [`column_u64!`], all on ymm0–3.
+    macro_rules! four_acc_u64 {
+        ($e:ident) => {
+            concat!(
+                column_u64!("0", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
+                column_u64!("1", $e, "ymm4", "ymm5", "ymm6", "ymm7"),
+                column_u64!("2", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
+                column_u64!("3", $e, "ymm4", "ymm5", "ymm6", "ymm7"),
+                column_u64!("4", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
+                column_u64!("5", $e, "ymm4", "ymm5", "ymm6", "ymm7"),
+                column_u64!("6", $e, "ymm0", "ymm1", "ymm2", "ymm3"),
+                column_u64!("7", $e, "ymm4", "ymm5", "ymm6", "ymm7"),
             )
         };
     }
@@ -227,10 +267,25 @@ mod floor {
             ("bf16 entries, shuffle only, 8 acc.", timed!(bf16s, eight_acc!(bf16_entry))),
             ("f32 entries from memory, 8 acc.", timed!(f32s, eight_acc!(f32_entry))),
             ("index and entry loads only", timed!(i8s, four_acc!(load_only))),
+            ("kernel, one 8-byte index load per column", timed!(i8s, four_acc_u64!(i8_entry))),
+            ("  … at a 6-byte stride", timed!(i8s6, four_acc_u64!(i8_packed6))),
+            ("  … loads only", timed!(i8s, four_acc_u64!(load_only))),
         ]
     }
 
-    /// Seconds per dependent integer add: one cycle.
+    /// Sets MXCSR's flush-to-zero and denormals-are-zero bits for this thread.
+    pub fn flush_denormals() {
+        let mut csr = 0u32;
+        // SAFETY: reads and writes this thread's MXCSR through a local; only its FTZ (15) and DAZ (6) bits change.
+        unsafe {
+            asm!("stmxcsr [{0}]", in(reg) &mut csr, options(nostack));
+            csr |= (1 << 15) | (1 << 6);
+            asm!("ldmxcsr [{0}]", in(reg) &csr, options(nostack, readonly));
+        }
+    }
+
+    /// Seconds per dependent integer add of two registers: one cycle (an add of an immediate may be folded away
+    /// at rename on recent Intel cores, which timed 4 per cycle).
     pub fn cycle() -> f64 {
         const ADDS: u64 = 400_000_000;
         let mut best = f64::MAX;
@@ -240,7 +295,10 @@ mod floor {
             for _ in 0..ADDS / 4 {
                 // SAFETY: register arithmetic only.
                 unsafe {
-                    asm!("add {0}, 1", "add {0}, 1", "add {0}, 1", "add {0}, 1", inout(reg) y, options(nomem, nostack))
+                    asm!(
+                        "add {0}, {1}", "add {0}, {1}", "add {0}, {1}", "add {0}, {1}",
+                        inout(reg) y, in(reg) 1u64, options(nomem, nostack)
+                    )
                 };
             }
             assert_eq!(y, ADDS);
@@ -280,6 +338,8 @@ fn main() {
             0x80
         }
     });
+    // Small integers read as f32 are denormals, which Intel cores multiply through a microcode assist: flush them.
+    floor::flush_denormals();
     let s_cycle = floor::cycle();
     println!("one cycle ≈ {:.3} ns ({:.2} GHz)", s_cycle * 1e9, 1e-9 / s_cycle);
     for k in ks {

@@ -256,7 +256,11 @@ fn prepared_bytes_and_precision() {
     assert_eq!(auto.n_bytes(), idx + books + 8 * 2 + 8 * 4 * 2);
     let small = Shape { b: 12, r: 0, v: 6, ..big };
     let t = random_tensors(small.layout(), 1, 1);
-    assert_eq!(PreparedVq::new(&VqView::new(&t), BookPrecision::Auto).describe(), "w8 f32 idx u16");
+    assert_eq!(PreparedVq::new(&VqView::new(&t), BookPrecision::Auto).describe(), "w8 f16 idx u16", "128 KiB in f32");
+    assert_eq!(PreparedVq::new(&VqView::new(&t), BookPrecision::F32).describe(), "w8 f32 idx u16");
+    let fits_l1 = Shape { b: 10, ..small };
+    let t = random_tensors(fits_l1.layout(), 1, 1);
+    assert_eq!(PreparedVq::new(&VqView::new(&t), BookPrecision::Auto).describe(), "w8 f32 idx u16", "32 KiB in f32");
     assert_eq!(PreparedVq::new(&VqView::new(&t), BookPrecision::Stored).describe(), "w8 f16 idx u16");
 }
 

@@ -6,8 +6,8 @@
 //!   whole block of [`BLOCK`] vectors so the kernel has no row tail;
 //! - codebooks padded to a SIMD stride W ∈ {4, 8, 16} (the next of those ≥ v): in int8 with a power-of-two
 //!   scale per group and lane when the stored codebook lies on that grid ([`int8_grid_step`]; exact, and a
-//!   k = 4096 codebook then fits in L1, which the gathers need more than anything), else in f32 when small (no
-//!   conversion in the inner loop), else in their stored f16/bf16 (k = 65536: every decode step touches nearly
+//!   k = 4096 codebook then fits in L1, which the gathers need more than anything), else in f32 when that fits
+//!   in L1 (no conversion in the inner loop), else in their stored f16/bf16 (k = 65536: every decode step touches nearly
 //!   every entry, so bytes matter more than the widening);
 //! - `perm` and the per-column scale folded into the input: `x'[q] = x[perm[q]] · scale[perm[q]]`; the
 //!   per-column offset becomes one `Σ_j x_j · offset_j` added to every output row.
@@ -40,8 +40,10 @@ pub(crate) const BLOCK: usize = 4;
 /// Up to this many tokens the fused GEMV runs; above, dequantized bands and a GEMM.
 pub const GEMV_MAX_TOKENS: usize = 4;
 /// [`BookPrecision::Auto`] keeps codebooks in f32 up to this many bytes (padded, main + residual, all groups):
-/// they stay in L2 and skip the widening.
-const AUTO_F32_MAX_BYTES: usize = 512 << 10;
+/// the smallest L1d among the hosts measured, so they are gathered from L1 and skip the widening. A larger f32
+/// codebook misses L1 at nearly every lookup and ran slower than its stored f16 form (v6-k4096, 128 KiB: 417
+/// against 352 µs per SmolLM2 block on a Xeon with 48 KiB L1d, BENCHMARKS.md).
+const AUTO_F32_MAX_BYTES: usize = 32 << 10;
 /// Most output rows per prefill band: wide enough for the GEMM to run near its dense speed, while the `[N, rows]`
 /// f32 band (1.2 MiB at N = 576) stays in L2.
 const PREFILL_BAND_ROWS: usize = 512;
