@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
 use vptq_model::{
-    convert_embeddings, load_model, resolve_model, BookPrecision, EmbedStorage, LoadOptions, LoadedModel,
+    convert_embeddings, load_model, resolve_model, BookPrecision, EmbedStorage, KvPrecision, LoadOptions, LoadedModel,
     SamplingParams, WeightDtype,
 };
 
@@ -84,6 +84,18 @@ pub struct ModelArgs {
     /// in the file), or int8 (a scale per lane: a quarter of f32's bytes, lossy)
     #[arg(long, value_enum, default_value_t = CodebooksArg::Auto)]
     pub codebooks: CodebooksArg,
+    /// Element type of the KV cache: f16 (half the bytes, faster attention at long contexts) or f32
+    #[arg(long, value_enum, default_value_t = KvCacheArg::F16)]
+    pub kv_cache: KvCacheArg,
+}
+
+/// `--kv-cache` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvCacheArg {
+    /// IEEE half
+    F16,
+    /// 32-bit float
+    F32,
 }
 
 /// `--codebooks` values.
@@ -140,7 +152,11 @@ impl ModelArgs {
             CodebooksArg::Stored => BookPrecision::Stored,
             CodebooksArg::Int8 => BookPrecision::Int8,
         };
-        let mut loaded = load_model(&source, &LoadOptions { dtype, codebooks })
+        let kv_cache = match self.kv_cache {
+            KvCacheArg::F16 => KvPrecision::F16,
+            KvCacheArg::F32 => KvPrecision::F32,
+        };
+        let mut loaded = load_model(&source, &LoadOptions { dtype, codebooks, kv_cache })
             .with_context(|| format!("loading model `{}`", self.model))?;
         let embed = match self.embed_dtype {
             EmbedDtypeArg::Stored => None,

@@ -124,6 +124,21 @@ fn every_command_runs_on_the_tiny_model() {
     assert_eq!(v["tokens_scored"], windows * 63);
     let ppl = v["ppl"].as_f64().unwrap();
     assert!(ppl.is_finite() && ppl > 1.0, "{v}");
+    let f32_kv: serde_json::Value = serde_json::from_str(&ok(&[
+        "ppl",
+        "-m",
+        m,
+        "--text",
+        text.to_str().unwrap(),
+        "--ctx",
+        "64",
+        "--kv-cache",
+        "f32",
+        "--json",
+    ]))
+    .unwrap();
+    let ppl32 = f32_kv["ppl"].as_f64().unwrap();
+    assert!((ppl32 / ppl - 1.0).abs() < 1e-2, "f32 KV cache: {ppl32} against f16: {ppl}");
 
     let b: serde_json::Value = serde_json::from_str(&ok(&[
         "bench",
@@ -207,6 +222,7 @@ fn bad_arguments_and_inputs_fail_clearly() {
     fails(&["generate", "-m", m, "-p", "x", "--temperature=-1"], "temperature");
     fails(&["generate", "-m", "/no/such/model", "-p", "x"], "/no/such/model");
     fails(&["generate", "-m", m, "-p", "x", "--threads", "0"], "--threads");
+    fails(&["generate", "-m", m, "-p", "x", "--kv-cache", "f8"], "--kv-cache");
     fails(&["generate", "-m", m], "--prompt");
     fails(&["frobnicate"], "unrecognized subcommand");
     let short = tmp.path().join("short.txt");

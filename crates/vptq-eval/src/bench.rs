@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use vptq_model::sampling::argmax;
-use vptq_model::{KvCache, Llama, LogitsMode, ModelError};
+use vptq_model::{Llama, LogitsMode, ModelError};
 
 /// Options of a benchmark run.
 #[derive(Debug, Clone)]
@@ -158,7 +158,7 @@ pub fn bench(
     let prompt: Vec<u32> = (0..opts.prompt_len as u64).map(|i| ((i * 2_654_435_761 + 17) % vocab) as u32).collect();
     let mut prefill = Vec::new();
     let mut decode = Vec::new();
-    let mut cache = KvCache::new(&model.config, total);
+    let mut cache = model.new_cache(total);
     for rep in 0..=opts.repeats {
         on_progress(&if rep == 0 { "warm-up".to_string() } else { format!("repeat {rep}/{}", opts.repeats) });
         cache.clear();

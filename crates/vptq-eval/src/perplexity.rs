@@ -5,7 +5,7 @@
 use serde::Serialize;
 use std::time::Instant;
 use vptq_kernels::ops::log_sum_exp;
-use vptq_model::{KvCache, Llama, LogitsMode, ModelError};
+use vptq_model::{Llama, LogitsMode, ModelError};
 
 /// Options of a perplexity run.
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ pub fn perplexity(
     let vocab = model.config.vocab_size;
     let mut nll_sum = 0f64;
     let mut scored = 0usize;
-    let mut cache = KvCache::new(&model.config, opts.ctx);
+    let mut cache = model.new_cache(opts.ctx);
     for w in 0..windows {
         let window = &tokens[w * opts.ctx..(w + 1) * opts.ctx];
         cache.clear();

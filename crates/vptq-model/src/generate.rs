@@ -19,7 +19,7 @@ pub struct Session<'m> {
 impl<'m> Session<'m> {
     /// A session holding at most `capacity` positions.
     pub fn new(model: &'m Llama, capacity: usize) -> Self {
-        Session { model, cache: KvCache::new(&model.config, capacity), tokens: Vec::new() }
+        Session { model, cache: model.new_cache(capacity), tokens: Vec::new() }
     }
 
     /// The model.

@@ -4,7 +4,7 @@
 use crate::attention::{attention, AttnShape};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::kv_cache::{KvCache, LayerCache};
+use crate::kv_cache::{KvCache, KvPrecision, LayerCache};
 use crate::linear::{DenseLinear, Linear};
 use vptq_kernels::ops::{add_in_place, rmsnorm, rope, silu_mul};
 
@@ -95,6 +95,8 @@ pub struct Llama {
     pub norm: Vec<f32>,
     /// Output head `[vocab, hidden]`; `None` when tied to the embedding.
     pub head: Option<Linear>,
+    /// Element type of the caches [`Llama::new_cache`] makes (f16 unless the loader was told otherwise).
+    pub kv_precision: KvPrecision,
     inv_freq: Vec<f32>,
 }
 
@@ -108,9 +110,14 @@ impl Llama {
         head: Option<Linear>,
     ) -> Self {
         let inv_freq = config.inv_freq();
-        let mut model = Llama { config, embed, blocks, norm, head, inv_freq };
+        let mut model = Llama { config, embed, blocks, norm, head, kv_precision: KvPrecision::default(), inv_freq };
         model.chain_codebook_prefetch();
         model
+    }
+
+    /// An empty KV cache of `capacity` positions in [`Llama::kv_precision`].
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache::with_precision(&self.config, capacity, self.kv_precision)
     }
 
     /// Makes each VPTQ projection prefetch the codebook of the projection that runs after it (decode runs them

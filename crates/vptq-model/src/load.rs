@@ -18,6 +18,7 @@
 use crate::config::LlamaConfig;
 use crate::embed_storage::{DenseLayers, EMBED_MODULE, HEAD_MODULE};
 use crate::error::{ModelError, Result};
+use crate::kv_cache::KvPrecision;
 use crate::linear::{DenseLinear, Linear, VqLinear};
 use crate::llama::{Block, Llama};
 use crate::source::ModelSource;
@@ -53,6 +54,8 @@ pub struct LoadOptions {
     pub dtype: WeightDtype,
     /// Precision of the VPTQ codebooks in the kernels' prepared form.
     pub codebooks: BookPrecision,
+    /// Element type of the model's KV caches ([`Llama::kv_precision`]).
+    pub kv_cache: KvPrecision,
 }
 
 /// A model with its tokenizer and where it came from.
@@ -149,7 +152,9 @@ pub fn load_gguf_weights(file: &GgufFile, opts: &LoadOptions) -> Result<Llama> {
         DenseLinear::new(narrow(fetch("token_embd.weight", &[c.vocab_size, h])?, opts.dtype), None, h, c.vocab_size);
     let head = if c.tie_embeddings { None } else { Some(linear("output".into(), c.vocab_size, h, false)?) };
     let norm = fetch("output_norm.weight", &[h])?;
-    Ok(Llama::new(config, embed, blocks, norm, head))
+    let mut model = Llama::new(config, embed, blocks, norm, head);
+    model.kv_precision = opts.kv_cache;
+    Ok(model)
 }
 
 /// Reads and resolves `config.json` of a Hugging Face folder.
@@ -242,5 +247,7 @@ pub fn load_hf_weights(dir: &Path, opts: &LoadOptions) -> Result<Llama> {
     if blocks.len() != c.n_layers {
         return Err(ModelError::config(dir, "layer count mismatch"));
     }
-    Ok(Llama::new(config, embed, blocks, norm, head))
+    let mut model = Llama::new(config, embed, blocks, norm, head);
+    model.kv_precision = opts.kv_cache;
+    Ok(model)
 }

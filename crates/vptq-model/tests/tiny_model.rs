@@ -7,7 +7,7 @@ use vptq_format::gguf::{GgufFile, GgufWriter, MetaValue};
 use vptq_format::hf::{write_safetensors, HalfOrFloat, OwnedTensor};
 use vptq_model::export::{permute_rows, RowOrder};
 use vptq_model::load::{load_gguf_weights, load_hf_weights};
-use vptq_model::{KvCache, LoadOptions, LogitsMode, WeightDtype};
+use vptq_model::{KvCache, KvPrecision, LoadOptions, LogitsMode, WeightDtype};
 
 struct Tiny {
     arch: &'static str,
@@ -281,6 +281,17 @@ fn check(arch: &'static str, bias: bool, tied: bool) {
     let mut cache = KvCache::new(&f16.config, 64);
     let logits = f16.forward(&tokens, &mut cache, LogitsMode::All).unwrap();
     assert!(max_abs_diff(&logits, &want) < 5e-2);
+    // `kv_cache: F32` reaches the caches the model makes: twice the bytes, and logits that skip the f16 rounding
+    // of K and V (which the reference applies), so not bit-identical to the default's but close to them.
+    let f32_kv =
+        load_hf_weights(dir.path(), &LoadOptions { kv_cache: KvPrecision::F32, ..Default::default() }).unwrap();
+    let (mut c16, mut c32) = (from_hf.new_cache(64), f32_kv.new_cache(64));
+    let l16 = from_hf.forward(&tokens, &mut c16, LogitsMode::All).unwrap();
+    let l32 = f32_kv.forward(&tokens, &mut c32, LogitsMode::All).unwrap();
+    assert_eq!(c32.n_bytes(), 2 * c16.n_bytes());
+    assert_ne!(l16, l32, "{arch}: the f32 cache changed nothing");
+    let diff = l16.iter().zip(&l32).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff < 5e-2, "{arch}: f16 against f32 cache {diff}");
 }
 
 #[test]
